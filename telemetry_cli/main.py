@@ -1,0 +1,71 @@
+"""``telemetry``: one console command, a subcommand per job.
+
+Each subcommand lives in its own module exposing ``register(subparsers)``; heavy imports
+(nats, dagster, polars) happen inside the command, so ``telemetry --help`` is instant.
+Bad input gets a one-line ``telemetry: error: ...`` and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Order is the order shown in --help.
+COMMAND_MODULES = (
+    "telemetry_cli.demo",
+    "telemetry_cli.ingest",
+    "telemetry_cli.simulate",
+    "telemetry_cli.query",
+    "telemetry_cli.backfill",
+)
+
+
+class CliError(Exception):
+    """A mistake the user can fix; printed as one line."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="telemetry",
+        description="Building telemetry: NATS ingest, rollups in Dagster, queries.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue  # a command that is not built yet is simply absent
+            raise
+        module.register(sub)
+    return parser
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from telemetry_core.config import ConfigError
+    from telemetry_core.identifiers import IdentifierError
+    from telemetry_core.store import StoreError, StoreUnavailable
+    from telemetry_core.timeutil import TimestampError
+
+    return (CliError, ConfigError, IdentifierError, StoreError, StoreUnavailable, TimestampError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except _user_errors() as exc:
+        print(f"telemetry {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

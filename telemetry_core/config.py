@@ -1,0 +1,268 @@
+"""The TOML configuration: sites, field kinds, threshold rules, retention, rollups.
+
+Validated once into frozen objects. An unknown key is an error naming the key: a typo in
+``work_hour`` must not silently give a site no work hours.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from telemetry_core.identifiers import IdentifierError, check_field, check_name
+from telemetry_core.timeutil import to_datetime
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+KINDS = ("delta", "gauge", "state")
+SEVERITIES = ("info", "warning", "critical")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class WorkHours:
+    days: frozenset[int]  # 0 = Monday
+    start: time
+    end: time
+
+    def contains(self, local: datetime) -> bool:
+        """Half-open [start, end) on the listed days; start > end spans midnight."""
+        t = local.time().replace(tzinfo=None)
+        if self.start <= self.end:
+            return local.weekday() in self.days and self.start <= t < self.end
+        if t >= self.start:
+            return local.weekday() in self.days
+        return (local.weekday() - 1) % 7 in self.days and t < self.end
+
+
+@dataclass(frozen=True)
+class Site:
+    site_id: str
+    timezone: str = "UTC"
+    work_hours: WorkHours | None = None
+    expected_devices: int | None = None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def is_work_hours(self, window_start_ns: int) -> bool:
+        """A window is work-hours when its start falls inside the site's local hours."""
+        if self.work_hours is None:
+            return False
+        local = to_datetime(window_start_ns).astimezone(self.zone)
+        return self.work_hours.contains(local)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    measurement: str
+    field: str
+    above: float | None = None
+    below: float | None = None
+    severity: str = "warning"
+    site_id: str | None = None
+    device_id: str | None = None
+    name: str | None = None
+
+    def matches(self, measurement: str, site_id: str, device_id: str, fld: str) -> bool:
+        return (
+            self.measurement == measurement
+            and self.field == fld
+            and (self.site_id is None or self.site_id == site_id)
+            and (self.device_id is None or self.device_id == device_id)
+        )
+
+    def breached(self, value: float) -> bool:
+        return (self.above is not None and value > self.above) or (
+            self.below is not None and value < self.below
+        )
+
+
+@dataclass(frozen=True)
+class Retention:
+    raw_days: int = 30
+    rollup_15m_days: int = 90
+
+
+@dataclass(frozen=True)
+class Rollups:
+    grace_seconds: int = 120
+    start: str = "2026-01-01T00:00:00Z"  # first partition (Dagster partitions start here)
+
+
+@dataclass(frozen=True)
+class Config:
+    sites: dict[str, Site] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)  # "measurement.field" -> kind
+    thresholds: tuple[Threshold, ...] = ()
+    retention: Retention = Retention()
+    rollups: Rollups = Rollups()
+
+    def site(self, site_id: str) -> Site:
+        """A site missing from the file has UTC and no work hours."""
+        return self.sites.get(site_id) or Site(site_id)
+
+    def field_kind(self, measurement: str, fld: str) -> str:
+        return self.fields.get(f"{measurement}.{fld}", "gauge")
+
+    def thresholds_for(self, measurement: str, site_id: str, device_id: str, fld: str):
+        return [t for t in self.thresholds if t.matches(measurement, site_id, device_id, fld)]
+
+
+def _take(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"unknown key {unknown[0]!r} in {where} (allowed: {', '.join(sorted(allowed))})"
+        )
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a table")
+    return value
+
+
+def _hhmm(value: Any, where: str) -> time:
+    try:
+        parsed = datetime.strptime(str(value), "%H:%M").time()
+    except ValueError:
+        raise ConfigError(f"{where} must be HH:MM, got {value!r}") from None
+    return parsed
+
+
+def _positive_int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{where} must be a positive integer, got {value!r}")
+    return value
+
+
+def _site(site_id: str, raw: Any) -> Site:
+    where = f"[sites.{site_id}]"
+    try:
+        check_name(site_id, "site id")
+    except IdentifierError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    data = _table(raw, where)
+    _take(data, {"timezone", "work_hours", "expected_devices"}, where)
+    tz = data.get("timezone", "UTC")
+    try:
+        ZoneInfo(str(tz))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}: unknown IANA time zone {tz!r}") from None
+    hours = None
+    if "work_hours" in data:
+        wh = _table(data["work_hours"], f"{where} work_hours")
+        _take(wh, {"days", "start", "end"}, f"{where} work_hours")
+        days = wh.get("days", list(DAYS[:5]))
+        if not isinstance(days, list) or any(d not in DAYS for d in days):
+            raise ConfigError(f"{where} work_hours.days must be a list of {', '.join(DAYS)}")
+        start = _hhmm(wh.get("start", "08:00"), f"{where} work_hours.start")
+        end = _hhmm(wh.get("end", "18:00"), f"{where} work_hours.end")
+        if start == end:
+            raise ConfigError(f"{where} work_hours.start and end are equal")
+        hours = WorkHours(frozenset(DAYS.index(d) for d in days), start, end)
+    expected = data.get("expected_devices")
+    if expected is not None:
+        expected = _positive_int(expected, f"{where} expected_devices")
+    return Site(site_id, str(tz), hours, expected)
+
+
+def _threshold(i: int, raw: Any) -> Threshold:
+    where = f"[[thresholds]] #{i + 1}"
+    data = _table(raw, where)
+    allowed = {"measurement", "field", "above", "below", "severity", "site_id", "device_id", "name"}
+    _take(data, allowed, where)
+    for key in ("measurement", "field"):
+        if key not in data:
+            raise ConfigError(f"{where} needs {key!r}")
+    try:
+        check_name(data["measurement"], "measurement")
+        check_field(data["field"])
+        for key in ("site_id", "device_id"):
+            if data.get(key) is not None:
+                check_name(data[key], key)
+    except IdentifierError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    bounds = {}
+    for key in ("above", "below"):
+        if key in data:
+            if isinstance(data[key], bool) or not isinstance(data[key], int | float):
+                raise ConfigError(f"{where}: {key} must be a number")
+            bounds[key] = float(data[key])
+    if not bounds:
+        raise ConfigError(f"{where} needs 'above' or 'below'")
+    severity = data.get("severity", "warning")
+    if severity not in SEVERITIES:
+        raise ConfigError(f"{where}: severity must be one of {', '.join(SEVERITIES)}")
+    return Threshold(
+        data["measurement"],
+        data["field"],
+        severity=severity,
+        site_id=data.get("site_id"),
+        device_id=data.get("device_id"),
+        name=data.get("name"),
+        **bounds,
+    )
+
+
+def parse_config(data: dict[str, Any]) -> Config:
+    _take(data, {"sites", "fields", "thresholds", "retention", "rollups"}, "the config file")
+    sites = {sid: _site(sid, raw) for sid, raw in _table(data.get("sites", {}), "[sites]").items()}
+    fields: dict[str, str] = {}
+    for key, kind in _table(data.get("fields", {}), "[fields]").items():
+        measurement, _, fld = key.partition(".")
+        try:
+            check_name(measurement, "measurement")
+            check_field(fld)
+        except IdentifierError as exc:
+            raise ConfigError(f"[fields] key {key!r} must be 'measurement.field': {exc}") from None
+        if kind not in KINDS:
+            raise ConfigError(f"[fields] {key!r}: kind must be one of {', '.join(KINDS)}")
+        fields[key] = kind
+    raw_thresholds = data.get("thresholds", [])
+    if not isinstance(raw_thresholds, list):
+        raise ConfigError("thresholds must be an array of tables ([[thresholds]])")
+    thresholds = tuple(_threshold(i, t) for i, t in enumerate(raw_thresholds))
+    ret = _table(data.get("retention", {}), "[retention]")
+    _take(ret, {"raw_days", "rollup_15m_days"}, "[retention]")
+    retention = Retention(
+        _positive_int(ret.get("raw_days", 30), "[retention] raw_days"),
+        _positive_int(ret.get("rollup_15m_days", 90), "[retention] rollup_15m_days"),
+    )
+    roll = _table(data.get("rollups", {}), "[rollups]")
+    _take(roll, {"grace_seconds", "start"}, "[rollups]")
+    grace = roll.get("grace_seconds", 120)
+    if isinstance(grace, bool) or not isinstance(grace, int) or grace < 0:
+        raise ConfigError("[rollups] grace_seconds must be a non-negative integer")
+    start = roll.get("start", Rollups.start)
+    if isinstance(start, datetime):
+        start = (start if start.tzinfo else start.replace(tzinfo=UTC)).isoformat()
+    return Config(sites, fields, thresholds, retention, Rollups(grace, str(start)))
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load ``path`` (or ``$TELEMETRY_CONFIG``); no file configured means all defaults."""
+    path = path or os.environ.get("TELEMETRY_CONFIG") or None
+    if not path:
+        return Config()
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(p)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
+    try:
+        return parse_config(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None

@@ -1,0 +1,300 @@
+"""Payload decoding and validation: bytes on a subject -> stored points or reasons.
+
+Accepted forms (JSON by default, msgpack when ``Content-Type`` says so, gzip/deflate when
+``Content-Encoding`` says so):
+
+* one reading: ``{"timestamp": ..., "power_w": 412.5, "energy_kwh": 0.103}``
+* a list of readings (each may carry its own timestamp)
+* ``{"timestamp": ..., "readings": [{"name": ..., "value": ..., "unit": ..., "quality": ...}]}``
+
+A top-level timestamp applies to every reading that has none. ``site_id`` and
+``device_id`` may be repeated in a payload and must then equal the subject's. A reading
+is the unit of acceptance: it is stored whole or rejected whole with one reason, so
+``stored + rejected`` always equals the readings sent.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from telemetry_core.identifiers import IdentifierError, is_field
+from telemetry_core.subjects import parse_subject
+from telemetry_core.timeutil import NS, TimestampError, parse_timestamp
+
+# Reason codes (Prometheus label values and DLQ header values).
+UNDECODABLE = "undecodable"
+BAD_PAYLOAD = "bad_payload"
+TOO_LARGE = "too_large"
+BAD_SUBJECT = "bad_subject"
+BAD_IDENTIFIER = "bad_identifier"
+SUBJECT_MISMATCH = "subject_mismatch"
+MISSING_TIMESTAMP = "missing_timestamp"
+BAD_TIMESTAMP = "bad_timestamp"
+FUTURE_TIMESTAMP = "future_timestamp"
+TOO_OLD = "too_old"
+NON_FINITE = "non_finite"
+NON_NUMERIC = "non_numeric"
+NO_FIELDS = "no_fields"
+MAX_DELIVERIES = "max_deliveries"
+REASONS = (
+    UNDECODABLE, BAD_PAYLOAD, TOO_LARGE, BAD_SUBJECT, BAD_IDENTIFIER, SUBJECT_MISMATCH,
+    MISSING_TIMESTAMP, BAD_TIMESTAMP, FUTURE_TIMESTAMP, TOO_OLD, NON_FINITE, NON_NUMERIC,
+    NO_FIELDS, MAX_DELIVERIES,
+)  # fmt: skip
+
+MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
+JSON_TYPES = ("application/json", "text/json", "text/plain")
+RESERVED = frozenset(("timestamp", "site_id", "device_id"))
+ITEM_META = frozenset(("name", "value", "unit", "quality", "timestamp"))
+
+_json = msgspec.json.Decoder()
+_msgpack = msgspec.msgpack.Decoder()
+
+# (measurement, site_id, device_id, field, time_ns, value)
+Point = tuple[str, str, str, str, int, float]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = 1024 * 1024  # raw and decompressed payload size
+    future_ns: int = 5 * 60 * NS
+    max_age_ns: int = 30 * 86400 * NS
+    max_readings: int = 100_000
+
+
+@dataclass(frozen=True)
+class Rejection:
+    index: int | None  # reading index within the message; None = the whole message
+    reason: str
+    error: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "reason": self.reason, "error": self.error}
+
+
+@dataclass
+class Decoded:
+    points: list[Point] = field(default_factory=list)
+    readings: int = 0  # readings accepted
+    rejections: list[Rejection] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> str:
+        if not self.rejections:
+            return "stored"
+        return "partial" if self.readings else "dead_lettered"
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, error: str) -> None:
+        super().__init__(error)
+        self.reason = reason
+        self.error = error
+
+
+def _header(headers: dict[str, str] | None, name: str) -> str:
+    if not headers:
+        return ""
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        for key, val in headers.items():
+            if key.lower() == lowered:
+                value = val
+                break
+    return (value or "").split(";")[0].strip().lower()
+
+
+def _inflate(data: bytes, encoding: str, limit: int) -> bytes:
+    if encoding in ("", "identity"):
+        return data
+    if encoding in ("gzip", "x-gzip"):
+        wbits_options = (16 + zlib.MAX_WBITS,)
+    elif encoding == "deflate":
+        wbits_options = (zlib.MAX_WBITS, -zlib.MAX_WBITS)  # zlib-wrapped, then raw
+    else:
+        raise _Reject(UNDECODABLE, f"unsupported Content-Encoding {encoding!r}")
+    for wbits in wbits_options:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out = inflater.decompress(data, limit + 1)
+        except zlib.error:
+            continue
+        if len(out) > limit:
+            raise _Reject(TOO_LARGE, f"payload inflates beyond the {limit}-byte limit")
+        if not inflater.eof:
+            raise _Reject(UNDECODABLE, f"truncated {encoding} payload")
+        return out
+    raise _Reject(UNDECODABLE, f"payload is not valid {encoding} data")
+
+
+def decode_body(data: bytes, headers: dict[str, str] | None, limits: Limits) -> Any:
+    if len(data) > limits.max_bytes:
+        raise _Reject(
+            TOO_LARGE, f"payload of {len(data)} bytes exceeds the {limits.max_bytes}-byte limit"
+        )
+    body = _inflate(data, _header(headers, "Content-Encoding"), limits.max_bytes)
+    ctype = _header(headers, "Content-Type")
+    try:
+        if ctype in MSGPACK_TYPES:
+            return _msgpack.decode(body)
+        if ctype and ctype not in JSON_TYPES:
+            raise _Reject(UNDECODABLE, f"unsupported Content-Type {ctype!r}")
+        return _json.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
+        kind = "msgpack" if ctype in MSGPACK_TYPES else "JSON"
+        raise _Reject(UNDECODABLE, f"payload is not valid {kind}: {exc}") from None
+
+
+def _value(name: str, value: Any) -> float:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float):
+        try:
+            v = float(value)
+        except OverflowError:
+            raise _Reject(NON_FINITE, f"value of {name!r} is out of float range") from None
+        if not math.isfinite(v):
+            raise _Reject(NON_FINITE, f"value of {name!r} is {v} (NaN/Inf are rejected)")
+        return v
+    shown = repr(value)[:40]
+    raise _Reject(NON_NUMERIC, f"value of {name!r} is {shown}, not a number or boolean")
+
+
+class _Context:
+    __slots__ = ("device", "limits", "measurement", "now", "site")
+
+    def __init__(self, measurement: str, site: str, device: str, now: int, limits: Limits):
+        self.measurement, self.site, self.device = measurement, site, device
+        self.now, self.limits = now, limits
+
+    def check_owner(self, obj: dict[str, Any]) -> None:
+        for key, expected, what in (
+            ("site_id", self.site, "site"),
+            ("device_id", self.device, "device"),
+        ):
+            if key in obj and obj[key] != expected:
+                raise _Reject(
+                    SUBJECT_MISMATCH,
+                    f"{what} {str(obj[key])[:64]!r} in payload does not match subject {what} {expected!r}",
+                )
+
+    def timestamp(self, raw: Any) -> int:
+        if raw is None:
+            raise _Reject(
+                MISSING_TIMESTAMP, "reading has no timestamp (and the message none either)"
+            )
+        try:
+            t = parse_timestamp(raw)
+        except TimestampError as exc:
+            raise _Reject(BAD_TIMESTAMP, str(exc)) from None
+        if t > self.now + self.limits.future_ns:
+            raise _Reject(FUTURE_TIMESTAMP, "timestamp is more than 5 minutes in the future")
+        if t < self.now - self.limits.max_age_ns:
+            days = self.limits.max_age_ns // (86400 * NS)
+            raise _Reject(TOO_OLD, f"timestamp is older than the raw retention ({days} days)")
+        return t
+
+    def field_name(self, name: Any) -> str:
+        if not is_field(name):
+            raise _Reject(
+                BAD_IDENTIFIER, f"field name {str(name)[:80]!r} must match [A-Za-z0-9_.-]{{1,64}}"
+            )
+        return name
+
+
+def _flat_reading(ctx: _Context, obj: dict[str, Any], inherited: Any) -> list[Point]:
+    ctx.check_owner(obj)
+    names = [k for k in obj if k not in RESERVED]
+    if not names:
+        raise _Reject(NO_FIELDS, "reading has no fields besides timestamp/site_id/device_id")
+    t = ctx.timestamp(obj.get("timestamp", inherited))
+    m, s, d = ctx.measurement, ctx.site, ctx.device
+    return [(m, s, d, ctx.field_name(k), t, _value(k, obj[k])) for k in names]
+
+
+def _item_reading(ctx: _Context, obj: Any, inherited: Any) -> list[Point]:
+    if not isinstance(obj, dict):
+        raise _Reject(
+            BAD_PAYLOAD, f"entry of 'readings' must be an object, got {type(obj).__name__}"
+        )
+    if "name" not in obj:
+        raise _Reject(NO_FIELDS, "entry of 'readings' has no 'name'")
+    if "value" not in obj:
+        raise _Reject(NON_NUMERIC, f"entry {str(obj['name'])[:64]!r} of 'readings' has no 'value'")
+    name = ctx.field_name(obj["name"])
+    t = ctx.timestamp(obj.get("timestamp", inherited))
+    return [(ctx.measurement, ctx.site, ctx.device, name, t, _value(name, obj["value"]))]
+
+
+def _expand(payload: Any) -> list[tuple[str, Any, Any]]:
+    """Flatten a payload into (form, reading, inherited timestamp) entries."""
+    if isinstance(payload, dict):
+        if "readings" in payload:
+            items = payload["readings"]
+            if not isinstance(items, list):
+                raise _Reject(BAD_PAYLOAD, "'readings' must be a list")
+            return [("item", (payload, item), payload.get("timestamp")) for item in items]
+        return [("flat", payload, None)]
+    if isinstance(payload, list):
+        out: list[tuple[str, Any, Any]] = []
+        for entry in payload:
+            if isinstance(entry, dict) and "readings" in entry:
+                out.extend(_expand(entry))
+            else:
+                out.append(("flat", entry, None))
+        return out
+    raise _Reject(BAD_PAYLOAD, f"payload must be an object or a list, got {type(payload).__name__}")
+
+
+def decode_message(
+    subject: str,
+    data: bytes,
+    headers: dict[str, str] | None,
+    now_ns: int,
+    limits: Limits = Limits(),
+) -> Decoded:
+    """Never raises for bad input: every problem becomes a ``Rejection`` with a reason."""
+    result = Decoded()
+    try:
+        try:
+            sub = parse_subject(subject)
+        except IdentifierError as exc:
+            raise _Reject(BAD_SUBJECT, f"subject {subject[:200]!r}: {exc}") from None
+        except ValueError as exc:
+            raise _Reject(BAD_SUBJECT, str(exc)) from None
+        ctx = _Context(sub.measurement, sub.site_id, sub.device_id, now_ns, limits)
+        payload = decode_body(data, headers, limits)
+        entries = _expand(payload)
+        if not entries:
+            raise _Reject(NO_FIELDS, "payload holds no readings")
+        if len(entries) > limits.max_readings:
+            raise _Reject(
+                TOO_LARGE, f"{len(entries)} readings exceed the limit of {limits.max_readings}"
+            )
+    except _Reject as rej:
+        result.rejections.append(Rejection(None, rej.reason, rej.error))
+        return result
+    for index, (form, entry, inherited) in enumerate(entries):
+        try:
+            if form == "flat":
+                if not isinstance(entry, dict):
+                    raise _Reject(
+                        BAD_PAYLOAD, f"reading must be an object, got {type(entry).__name__}"
+                    )
+                points = _flat_reading(ctx, entry, inherited)
+            else:
+                parent, item = entry
+                ctx.check_owner(parent)
+                points = _item_reading(ctx, item, inherited)
+        except _Reject as rej:
+            result.rejections.append(Rejection(index, rej.reason, rej.error))
+            continue
+        result.points.extend(points)
+        result.readings += 1
+    return result

@@ -1,0 +1,125 @@
+"""The store protocol every backend implements (one contract test suite checks them all).
+
+Writes take plain tuples so the daemon never imports polars; reads return polars frames
+for the rollup maths. Times are int nanoseconds, windows half-open ``[start, end)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import polars as pl
+
+# (measurement, site_id, device_id, field, time_ns, value)
+Point = tuple[str, str, str, str, int, float]
+
+RAW_COLUMNS = ("time", "measurement", "site_id", "device_id", "field", "value")
+KEY_COLUMNS = ("measurement", "site_id", "device_id", "field")
+PARTIAL_COLUMNS = ("count", "sum", "min", "max", "first", "last", "first_time", "last_time")
+ROLLUP_COLUMNS = ("window_start", *KEY_COLUMNS, *PARTIAL_COLUMNS, "is_work_hours")
+# Rollup levels a store keeps: resolution x scope. Site rows have device_id "*"; portfolio
+# rows have site_id and device_id "*".
+ROLLUP_LEVELS = ("15m", "1h", "site_15m", "site_1h", "portfolio_15m", "portfolio_1h")
+ALL = "*"
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot take writes right now (retry later; never drop the data)."""
+
+
+@dataclass(frozen=True)
+class LateWindow:
+    window_start: int
+    site_id: str
+    points: int
+    last_marked_at: int
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    points: int
+    late_windows: tuple[tuple[int, str], ...] = ()  # (window_start, site_id) newly marked
+
+
+def check_level(level: str) -> str:
+    if level not in ROLLUP_LEVELS:
+        raise ValueError(f"unknown rollup level {level!r} (one of {', '.join(ROLLUP_LEVELS)})")
+    return level
+
+
+@runtime_checkable
+class Store(Protocol):
+    url: str
+
+    def write_points(
+        self, points: Sequence[Point], *, late_cutoff_ns: int | None = None
+    ) -> WriteResult:
+        """Upsert by identity in one commit. Windows (15 min, per site) of the points that
+        end at or before ``late_cutoff_ns``, or that were already rolled up, are marked late
+        in the same commit."""
+        ...
+
+    def read_points(
+        self,
+        start_ns: int,
+        end_ns: int,
+        *,
+        measurement: str | None = None,
+        field: str | None = None,
+        site_id: str | None = None,
+        device_id: str | None = None,
+    ) -> pl.DataFrame: ...
+
+    def aggregate_raw(
+        self, start_ns: int, end_ns: int, width_ns: int, *, site_id: str | None = None
+    ) -> pl.DataFrame:
+        """Per-series partials of raw points per window (ROLLUP_COLUMNS minus is_work_hours)."""
+        ...
+
+    def replace_rollups(
+        self,
+        level: str,
+        start_ns: int,
+        end_ns: int,
+        rows: pl.DataFrame,
+        *,
+        site_id: str | None = None,
+    ) -> int:
+        """Delete the level's rows in ``[start, end)`` (of one site, if given), insert
+        ``rows`` and record the windows as rolled up, in one commit."""
+        ...
+
+    def read_rollups(
+        self,
+        level: str,
+        start_ns: int,
+        end_ns: int,
+        *,
+        measurement: str | None = None,
+        field: str | None = None,
+        site_id: str | None = None,
+        device_id: str | None = None,
+    ) -> pl.DataFrame: ...
+
+    def rolled_up_windows(
+        self, level: str, start_ns: int, end_ns: int
+    ) -> list[tuple[int, str]]: ...
+
+    def late_windows(self, limit: int = 100) -> list[LateWindow]:
+        """Marked windows, newest window first."""
+        ...
+
+    def clear_late_windows(self, windows: Sequence[tuple[int, str]], marked_up_to_ns: int) -> int:
+        """Remove marks not touched after ``marked_up_to_ns`` (a later mark survives)."""
+        ...
+
+    def delete_before(self, level: str | None, before_ns: int) -> int:
+        """Retention: drop raw points (level None) or a level's rows older than ``before_ns``."""
+        ...
+
+    def ping(self) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,382 @@
+"""The embedded SQLite store: zero set-up, one file, safe for the daemon and Dagster at once.
+
+Why this layout:
+
+* WAL journal: one writer (the daemon) and any number of readers (Dagster runs, the CLI)
+  in other processes without blocking each other.
+* Raw points keyed by ``(time, series_id)`` in a ``WITHOUT ROWID`` table: series are
+  interned to an integer id (as InfluxDB and TimescaleDB do), which keeps the key compact
+  and the upsert fast; time-first order makes a window read one contiguous range scan and
+  appends (readings arrive roughly in time order) cheap.
+* Rollups keep text keys: they are 30-900x fewer rows than raw and are read by name.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from telemetry_core.store.base import (
+    ALL,
+    KEY_COLUMNS,
+    ROLLUP_COLUMNS,
+    ROLLUP_LEVELS,
+    LateWindow,
+    Point,
+    StoreUnavailable,
+    WriteResult,
+    check_level,
+)
+from telemetry_core.windows import HOUR_NS, WINDOW_15M_NS, windows_between
+
+if TYPE_CHECKING:
+    import polars as pl
+
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS series (
+        id INTEGER PRIMARY KEY,
+        measurement TEXT NOT NULL, site_id TEXT NOT NULL,
+        device_id TEXT NOT NULL, field TEXT NOT NULL,
+        UNIQUE (measurement, site_id, device_id, field))""",
+    """CREATE TABLE IF NOT EXISTS raw (
+        time INTEGER NOT NULL, series_id INTEGER NOT NULL, value REAL NOT NULL,
+        PRIMARY KEY (time, series_id)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS rolled_up (
+        level TEXT NOT NULL, window_start INTEGER NOT NULL, site_id TEXT NOT NULL,
+        at INTEGER NOT NULL, PRIMARY KEY (level, window_start, site_id)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS late_windows (
+        window_start INTEGER NOT NULL, site_id TEXT NOT NULL, points INTEGER NOT NULL,
+        first_marked_at INTEGER NOT NULL, last_marked_at INTEGER NOT NULL,
+        PRIMARY KEY (window_start, site_id)) WITHOUT ROWID""",
+] + [
+    f"""CREATE TABLE IF NOT EXISTS rollup_{level} (
+        window_start INTEGER NOT NULL, measurement TEXT NOT NULL, site_id TEXT NOT NULL,
+        device_id TEXT NOT NULL, field TEXT NOT NULL, count INTEGER NOT NULL,
+        sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
+        first REAL NOT NULL, last REAL NOT NULL,
+        first_time INTEGER NOT NULL, last_time INTEGER NOT NULL, is_work_hours INTEGER,
+        PRIMARY KEY (window_start, measurement, site_id, device_id, field)) WITHOUT ROWID"""
+    for level in ROLLUP_LEVELS
+]
+
+LEVEL_WIDTH = {lvl: (WINDOW_15M_NS if lvl.endswith("15m") else HOUR_NS) for lvl in ROLLUP_LEVELS}
+_RAW_SCHEMA = {
+    "time": "Int64", "measurement": "String", "site_id": "String",
+    "device_id": "String", "field": "String", "value": "Float64",
+}  # fmt: skip
+_PARTIAL_SCHEMA = {
+    "window_start": "Int64", "measurement": "String", "site_id": "String",
+    "device_id": "String", "field": "String", "count": "Int64", "sum": "Float64",
+    "min": "Float64", "max": "Float64", "first": "Float64", "last": "Float64",
+    "first_time": "Int64", "last_time": "Int64",
+}  # fmt: skip
+
+
+def _frame(rows: list[tuple], schema: dict[str, str]) -> pl.DataFrame:
+    import polars as pl
+
+    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in schema]
+    dtypes = {name: getattr(pl, dtype) for name, dtype in schema.items()}
+    return pl.DataFrame(
+        {
+            name: pl.Series(name, col, dtype=dtypes[name])
+            for name, col in zip(schema, columns, strict=True)
+        }
+    )
+
+
+def _filters(alias: str, **kw: str | None) -> tuple[str, list[str]]:
+    clauses, params = [], []
+    for key, value in kw.items():
+        if value is not None:
+            clauses.append(f"{alias}.{key} = ?")  # key is a fixed column name, never user text
+            params.append(value)
+    return "".join(f" AND {c}" for c in clauses), params
+
+
+class SqliteStore:
+    def __init__(self, path: str, *, busy_timeout_s: float = 5.0) -> None:
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._busy_timeout_s = busy_timeout_s
+        self._series: dict[tuple[str, str, str, str], int] = {}
+        self._conn = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
+        conn.execute("PRAGMA temp_store=MEMORY")
+        with self._translate():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in _SCHEMA:
+                    conn.execute(stmt)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return conn
+
+    # -- helpers ---------------------------------------------------------------------
+    class _translate:
+        """Turn lock/IO errors into StoreUnavailable so callers back off instead of dying."""
+
+        def __enter__(self) -> None:
+            return None
+
+        def __exit__(self, exc_type, exc, tb) -> bool:
+            if exc_type is not None and issubclass(exc_type, sqlite3.OperationalError):
+                raise StoreUnavailable(f"sqlite: {exc}") from exc
+            return False
+
+    def _write_txn(self, fn):
+        with self._lock, self._translate():
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                self._series.clear()  # ids created in the rolled-back txn are gone
+                raise
+            return result
+
+    def _series_id(self, conn: sqlite3.Connection, key: tuple[str, str, str, str]) -> int:
+        conn.execute(
+            "INSERT OR IGNORE INTO series (measurement, site_id, device_id, field) VALUES (?,?,?,?)",
+            key,
+        )
+        (sid,) = conn.execute(
+            "SELECT id FROM series WHERE measurement=? AND site_id=? AND device_id=? AND field=?",
+            key,
+        ).fetchone()
+        self._series[key] = sid
+        return sid
+
+    # -- raw points ------------------------------------------------------------------
+    def write_points(
+        self, points: Sequence[Point], *, late_cutoff_ns: int | None = None
+    ) -> WriteResult:
+        if not points:
+            return WriteResult(0)
+        width = WINDOW_15M_NS
+
+        def txn(conn: sqlite3.Connection) -> WriteResult:
+            cache = self._series
+            rows = []
+            counts: dict[tuple[int, str], int] = {}
+            for m, s, d, f, t, v in points:
+                key = (m, s, d, f)
+                sid = cache.get(key)
+                if sid is None:
+                    sid = self._series_id(conn, key)
+                rows.append((t, sid, v))
+                wk = (t - t % width, s)
+                counts[wk] = counts.get(wk, 0) + 1
+            conn.executemany(
+                "INSERT INTO raw (time, series_id, value) VALUES (?,?,?) "
+                "ON CONFLICT (time, series_id) DO UPDATE SET value = excluded.value",
+                rows,
+            )
+            late = self._late(conn, counts, late_cutoff_ns)
+            return WriteResult(len(rows), tuple(late))
+
+        return self._write_txn(txn)
+
+    def _late(
+        self, conn, counts: dict[tuple[int, str], int], cutoff: int | None
+    ) -> list[tuple[int, str]]:
+        starts = sorted({ws for ws, _ in counts})
+        marks = ",".join("?" * len(starts))
+        done = {
+            (ws, site)
+            for ws, site in conn.execute(
+                f"SELECT window_start, site_id FROM rolled_up WHERE level = '15m' "
+                f"AND window_start IN ({marks})",
+                starts,
+            )
+        }
+        late = [
+            wk
+            for wk in counts
+            if (cutoff is not None and wk[0] + WINDOW_15M_NS <= cutoff)
+            or (wk[0], ALL) in done
+            or wk in done
+        ]
+        if late:
+            now = time.time_ns()
+            conn.executemany(
+                "INSERT INTO late_windows VALUES (?,?,?,?,?) ON CONFLICT (window_start, site_id) "
+                "DO UPDATE SET points = points + excluded.points, last_marked_at = excluded.last_marked_at",
+                [(ws, site, counts[(ws, site)], now, now) for ws, site in late],
+            )
+        return sorted(late)
+
+    def read_points(
+        self, start_ns, end_ns, *, measurement=None, field=None, site_id=None, device_id=None
+    ):
+        where, params = _filters(
+            "s", measurement=measurement, field=field, site_id=site_id, device_id=device_id
+        )
+        sql = (
+            "SELECT r.time, s.measurement, s.site_id, s.device_id, s.field, r.value "
+            "FROM raw r JOIN series s ON s.id = r.series_id "
+            f"WHERE r.time >= ? AND r.time < ?{where} "
+            "ORDER BY r.time, s.measurement, s.site_id, s.device_id, s.field"
+        )
+        with self._lock, self._translate():
+            rows = self._conn.execute(sql, [start_ns, end_ns, *params]).fetchall()
+        return _frame(rows, _RAW_SCHEMA)
+
+    def aggregate_raw(self, start_ns, end_ns, width_ns, *, site_id=None):
+        where, params = _filters("s", site_id=site_id)
+        sql = f"""
+            WITH agg AS (
+                SELECT r.time - (r.time % :w) AS ws, r.series_id AS sid, count(*) AS n,
+                       sum(r.value) AS total, min(r.value) AS lo, max(r.value) AS hi,
+                       min(r.time) AS t0, max(r.time) AS t1
+                FROM raw r {"JOIN series s ON s.id = r.series_id" if where else ""}
+                WHERE r.time >= :a AND r.time < :b {where.replace("?", ":site")}
+                GROUP BY ws, sid)
+            SELECT agg.ws, s.measurement, s.site_id, s.device_id, s.field, agg.n, agg.total,
+                   agg.lo, agg.hi, f.value, l.value, agg.t0, agg.t1
+            FROM agg
+            JOIN series s ON s.id = agg.sid
+            JOIN raw f ON f.time = agg.t0 AND f.series_id = agg.sid
+            JOIN raw l ON l.time = agg.t1 AND l.series_id = agg.sid
+            ORDER BY agg.ws, s.measurement, s.site_id, s.device_id, s.field"""
+        args = {"w": width_ns, "a": start_ns, "b": end_ns}
+        if params:
+            args["site"] = params[0]
+        with self._lock, self._translate():
+            rows = self._conn.execute(sql, args).fetchall()
+        return _frame(rows, _PARTIAL_SCHEMA)
+
+    # -- rollups ---------------------------------------------------------------------
+    def replace_rollups(self, level, start_ns, end_ns, rows, *, site_id=None) -> int:
+        check_level(level)
+        width = LEVEL_WIDTH[level]
+        data = rows.select(ROLLUP_COLUMNS).rows() if rows.height else []
+        for row in data:
+            if not start_ns <= row[0] < end_ns:
+                raise ValueError(f"rollup row at {row[0]} lies outside the replaced range")
+            if site_id is not None and row[2] != site_id:
+                raise ValueError(f"rollup row of site {row[2]!r} in a run scoped to {site_id!r}")
+        site_clause = " AND site_id = ?" if site_id is not None else ""
+        params = [start_ns, end_ns] + ([site_id] if site_id is not None else [])
+        now = time.time_ns()
+        marks = [
+            (level, ws, site_id or ALL, now) for ws in windows_between(start_ns, end_ns, width)
+        ]
+
+        def txn(conn: sqlite3.Connection) -> int:
+            conn.execute(
+                f"DELETE FROM rollup_{level} WHERE window_start >= ? AND window_start < ?{site_clause}",
+                params,
+            )
+            conn.executemany(
+                f"INSERT INTO rollup_{level} ({', '.join(ROLLUP_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(ROLLUP_COLUMNS))})",
+                data,
+            )
+            conn.executemany("INSERT OR REPLACE INTO rolled_up VALUES (?,?,?,?)", marks)
+            return len(data)
+
+        return self._write_txn(txn)
+
+    def read_rollups(
+        self, level, start_ns, end_ns, *, measurement=None, field=None, site_id=None, device_id=None
+    ):
+        check_level(level)
+        where, params = _filters(
+            "r", measurement=measurement, field=field, site_id=site_id, device_id=device_id
+        )
+        sql = (
+            f"SELECT {', '.join('r.' + c for c in ROLLUP_COLUMNS)} FROM rollup_{level} r "
+            f"WHERE r.window_start >= ? AND r.window_start < ?{where} "
+            f"ORDER BY r.window_start, {', '.join('r.' + c for c in KEY_COLUMNS)}"
+        )
+        with self._lock, self._translate():
+            rows = self._conn.execute(sql, [start_ns, end_ns, *params]).fetchall()
+        rows = [(*r[:-1], None if r[-1] is None else bool(r[-1])) for r in rows]
+        return _frame(rows, {**_PARTIAL_SCHEMA, "is_work_hours": "Boolean"})
+
+    def rolled_up_windows(self, level, start_ns, end_ns):
+        check_level(level)
+        with self._lock, self._translate():
+            return [
+                (ws, site)
+                for ws, site in self._conn.execute(
+                    "SELECT window_start, site_id FROM rolled_up WHERE level = ? "
+                    "AND window_start >= ? AND window_start < ? ORDER BY window_start, site_id",
+                    (level, start_ns, end_ns),
+                )
+            ]
+
+    # -- late windows ----------------------------------------------------------------
+    def late_windows(self, limit: int = 100) -> list[LateWindow]:
+        with self._lock, self._translate():
+            rows = self._conn.execute(
+                "SELECT window_start, site_id, points, last_marked_at FROM late_windows "
+                "ORDER BY window_start DESC, site_id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [LateWindow(*row) for row in rows]
+
+    def clear_late_windows(self, windows, marked_up_to_ns: int) -> int:
+        params = [(ws, site, marked_up_to_ns) for ws, site in windows]
+
+        def txn(conn: sqlite3.Connection) -> int:
+            before = conn.total_changes
+            conn.executemany(
+                "DELETE FROM late_windows WHERE window_start = ? AND site_id = ? AND last_marked_at <= ?",
+                params,
+            )
+            return conn.total_changes - before
+
+        return self._write_txn(txn)
+
+    # -- housekeeping ----------------------------------------------------------------
+    def delete_before(self, level, before_ns: int) -> int:
+        if level is None:
+            sql, args = "DELETE FROM raw WHERE time < ?", (before_ns,)
+        else:
+            sql, args = (
+                f"DELETE FROM rollup_{check_level(level)} WHERE window_start < ?",
+                (before_ns,),
+            )
+
+        def txn(conn: sqlite3.Connection) -> int:
+            return conn.execute(sql, args).rowcount
+
+        return self._write_txn(txn)
+
+    def count_points(self) -> int:
+        with self._lock, self._translate():
+            return self._conn.execute("SELECT count(*) FROM raw").fetchone()[0]
+
+    def ping(self) -> None:
+        """Fails when the store cannot take a write (locked, read-only, gone)."""
+        with self._lock, self._translate():
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({self.path!r})"
