@@ -145,10 +145,21 @@ def decode_body(data: bytes, headers: dict[str, str] | None, limits: Limits) -> 
             return _msgpack.decode(body)
         if ctype and ctype not in JSON_TYPES:
             raise _Reject(UNDECODABLE, f"unsupported Content-Type {ctype!r}")
-        return _json.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError, ValueError) as exc:
+        try:
+            return _json.decode(body)
+        except msgspec.DecodeError:
+            # Strict JSON has no NaN/Infinity, but many devices send them: parse leniently
+            # so the reading is rejected precisely (non_finite), not as undecodable bytes.
+            return _lenient_json(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         kind = "msgpack" if ctype in MSGPACK_TYPES else "JSON"
         raise _Reject(UNDECODABLE, f"payload is not valid {kind}: {exc}") from None
+
+
+def _lenient_json(body: bytes) -> Any:
+    import json
+
+    return json.loads(body)
 
 
 def _value(name: str, value: Any) -> float:

@@ -1,0 +1,383 @@
+"""The daemon: pull, decode, batch, commit off the event loop, then acknowledge.
+
+Why acknowledge only after the commit: JetStream redelivers anything unacknowledged, and
+the store's upsert by identity makes a redelivery harmless, so a crash at any instant
+loses nothing and duplicates nothing (at-least-once delivery + idempotent writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import nats
+from nats.aio.msg import Msg
+
+from ingest_daemon.dlq import dead_letter_headers, dead_letter_subject
+from ingest_daemon.jetstream import PullRequests, ensure_consumer, ensure_streams, parse_ack_reply
+from ingest_daemon.metrics import Metrics
+from ingest_daemon.settings import Settings
+from telemetry_core.config import Config, load_config
+from telemetry_core.decode import MAX_DELIVERIES, Decoded, Limits, Rejection, decode_message
+from telemetry_core.store import Store, StoreUnavailable, open_store
+from telemetry_core.subjects import STREAM
+from telemetry_core.timeutil import NS
+
+log = logging.getLogger("ingest_daemon")
+
+
+@dataclass
+class Batch:
+    msgs: list[Msg] = field(default_factory=list)
+    arrived_ns: list[int] = field(default_factory=list)  # stream timestamps, for latency
+    points: list = field(default_factory=list)
+    readings: int = 0
+    rejected: list[tuple[Msg, Decoded, int]] = field(default_factory=list)  # (msg, decoded, seq)
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        config: Config | None = None,
+        store: Store | None = None,
+        on_commit: Callable[[list[int], int], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config = config or load_config(settings.config_path)
+        self.store = store or open_store(settings.store_url)
+        self.metrics = Metrics()
+        self.limits = Limits(
+            max_bytes=settings.max_payload_bytes,
+            max_age_ns=self.config.retention.raw_days * 86400 * NS,
+        )
+        self.grace_ns = self.config.rollups.grace_seconds * NS
+        self.on_commit = on_commit
+        self.pull_batch = max(64, min(1000, settings.batch_size))
+        self.max_held = max(4 * settings.batch_size, 4 * self.pull_batch)
+        self.http_port: int | None = None
+        self._batch = Batch()
+        self._batch_timer: asyncio.TimerHandle | None = None
+        self._held = 0
+        self._commits: set[asyncio.Task] = set()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        self._abandon = threading.Event()
+        self._store_up = True
+        self._store_error: str | None = None
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._started = time.monotonic()
+        self._lag: int | None = None
+        self.nc = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        http = None
+        if s.http_port >= 0:
+            from ingest_daemon.http import HealthServer
+
+            http = HealthServer(s.http_host, s.http_port, self.health, self.metrics.registry)
+            self.http_port = await http.start()
+            log.info("health and metrics on http://%s:%d/health", s.http_host, self.http_port)
+        self.nc = nc = await nats.connect(**self._connect_options())
+        self.metrics.nats_connected.set(1)
+        js = nc.jetstream()
+        if s.create_streams:
+            await ensure_streams(js)
+        await ensure_consumer(js, s.durable, max_ack_pending=max(20_000, 2 * self.max_held))
+        self.js = js
+        self.requests = PullRequests(STREAM, s.durable)
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(
+            inbox, cb=self._on_msg, pending_msgs_limit=4 * self.max_held, pending_bytes_limit=-1
+        )
+        self._inbox = inbox
+        log.info("consuming %s with durable consumer %r", STREAM, s.durable)
+        tasks = [asyncio.create_task(self._pull_loop()), asyncio.create_task(self._lag_loop())]
+        try:
+            await stop.wait()
+        finally:
+            log.info("stopping: finishing the batch in hand")
+            await self._shutdown(tasks, sub)
+            if http is not None:
+                await http.stop()
+
+    def _connect_options(self) -> dict:
+        s = self.settings
+        opts: dict = {
+            "servers": [u.strip() for u in s.nats_url.split(",")],
+            "name": "telemetry-ingest",
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": 0.5,
+            "connect_timeout": 5,
+            "error_cb": self._on_error,
+            "disconnected_cb": self._on_disconnect,
+            "reconnected_cb": self._on_reconnect,
+            "pending_size": 64 * 1024 * 1024,
+        }
+        if s.nats_user:
+            opts["user"], opts["password"] = s.nats_user, s.nats_password
+        if s.nats_token:
+            opts["token"] = s.nats_token
+        if s.nats_creds:
+            opts["user_credentials"] = s.nats_creds
+        if s.tls_ca or s.tls_cert:
+            import ssl
+
+            ctx = ssl.create_default_context(cafile=s.tls_ca)
+            if s.tls_cert:
+                ctx.load_cert_chain(s.tls_cert, s.tls_key)
+            opts["tls"] = ctx
+        return opts
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.warning("nats: %s", exc)
+
+    async def _on_disconnect(self) -> None:
+        self.metrics.nats_connected.set(0)
+        log.warning("disconnected from NATS; reconnecting")
+
+    async def _on_reconnect(self) -> None:
+        self.metrics.nats_connected.set(1)
+        self.requests.reset()  # requests died with the old connection
+        log.info("reconnected to NATS")
+        self._wake.set()
+
+    async def _shutdown(self, tasks: list[asyncio.Task], sub) -> None:
+        self._stopping = True
+        deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        for t in tasks:
+            t.cancel()
+        self._flush()
+        if self._commits:
+            remaining = max(0.1, deadline - time.monotonic())
+            _done, pending = await asyncio.wait(self._commits, timeout=remaining)
+            if pending:
+                log.warning(
+                    "shutdown timeout: %d batches left unacknowledged (will be redelivered)",
+                    len(pending),
+                )
+                self._abandon.set()
+                await asyncio.wait(pending, timeout=5)
+        # Let outstanding pull requests run out; late arrivals are handed back (nak).
+        while self.requests.count and time.monotonic() < deadline:
+            self.requests.expire_stale()
+            await asyncio.sleep(0.05)
+        try:
+            await sub.unsubscribe()
+            await self.nc.drain()
+        except Exception as exc:  # closing anyway
+            log.debug("drain: %s", exc)
+        self._executor.shutdown(wait=True)
+        self.store.close()
+        log.info("stopped")
+
+    # -- receiving -------------------------------------------------------------------
+    async def _pull_loop(self) -> None:
+        nc = self.nc
+        while True:
+            self._wake.clear()
+            self.requests.expire_stale()
+            room = self.max_held - self._held - self.requests.outstanding
+            if (
+                self._store_up
+                and nc.is_connected
+                and self.requests.count < 2
+                and room >= self.pull_batch // 2
+            ):
+                n = min(self.pull_batch, room)
+                try:
+                    await nc.publish(
+                        self.requests.subject, self.requests.payload(n), reply=self._inbox
+                    )
+                except Exception as exc:
+                    self.requests.reset()
+                    log.debug("pull request failed: %s", exc)
+                    await asyncio.sleep(0.2)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.25)
+
+    async def _on_msg(self, msg: Msg) -> None:
+        headers = msg.headers
+        if headers and "Status" in headers and not msg.reply:
+            status = headers.get("Status")
+            if status in ("404", "408", "409"):
+                self.requests.ended()
+                self._wake.set()
+            return
+        if not msg.reply:
+            return
+        self.requests.delivered()
+        if self._stopping:
+            await msg.nak()
+            return
+        self._held += 1
+        ack = parse_ack_reply(msg.reply)
+        now = time.time_ns()
+        if ack.delivered > 1:
+            self.metrics.redelivered.inc()
+        if ack.delivered > self.settings.max_deliver:
+            decoded = Decoded(
+                rejections=[
+                    Rejection(
+                        None,
+                        MAX_DELIVERIES,
+                        f"delivered {ack.delivered} times without being stored",
+                    )
+                ]
+            )
+        else:
+            decoded = decode_message(msg.subject, msg.data, headers, now, self.limits)
+        b = self._batch
+        b.msgs.append(msg)
+        b.arrived_ns.append(ack.timestamp_ns)
+        if decoded.points:
+            b.points.extend(decoded.points)
+            b.readings += decoded.readings
+        if decoded.rejections:
+            b.rejected.append((msg, decoded, ack.stream_seq))
+        outcome = decoded.outcome
+        b.outcomes[outcome] = b.outcomes.get(outcome, 0) + 1
+        if len(b.points) >= self.settings.batch_size or len(b.msgs) >= self.settings.batch_size:
+            self._flush()
+        elif len(b.msgs) == 1:
+            delay = self.settings.batch_max_delay_ms / 1000
+            self._batch_timer = asyncio.get_running_loop().call_later(delay, self._flush)
+
+    def _flush(self) -> None:
+        if self._batch_timer is not None:
+            self._batch_timer.cancel()
+            self._batch_timer = None
+        batch, self._batch = self._batch, Batch()
+        if batch.msgs:
+            task = asyncio.create_task(self._commit(batch))
+            self._commits.add(task)
+            task.add_done_callback(self._commits.discard)
+
+    # -- committing ------------------------------------------------------------------
+    def _write_blocking(self, points: list) -> tuple[int, int, float]:
+        """Runs on the writer thread; retries with backoff until stored or abandoned."""
+        delay = 0.2
+        while True:
+            try:
+                t0 = time.perf_counter()
+                result = self.store.write_points(
+                    points, late_cutoff_ns=time.time_ns() - self.grace_ns
+                )
+                elapsed = time.perf_counter() - t0
+                if not self._store_up:
+                    log.info("store is back: writing again")
+                self._store_up, self._store_error = True, None
+                self.metrics.store_up.set(1)
+                return result.points, len(result.late_windows), elapsed
+            except Exception as exc:
+                self.metrics.store_errors.inc()
+                self.metrics.store_up.set(0)
+                if self._store_up or not isinstance(exc, StoreUnavailable):
+                    if isinstance(exc, StoreUnavailable):
+                        log.warning("store unavailable, holding %d messages: %s", self._held, exc)
+                    else:
+                        log.exception("store write failed; retrying")
+                self._store_up, self._store_error = False, str(exc)[:300]
+                if self._abandon.wait(delay):
+                    raise
+                delay = min(delay * 2, 5.0)
+
+    async def _commit(self, batch: Batch) -> None:
+        loop = asyncio.get_running_loop()
+        work: list[asyncio.Future] = []
+        if batch.points:
+            work.append(loop.run_in_executor(self._executor, self._write_blocking, batch.points))
+        dlq = [asyncio.ensure_future(self._dead_letter(m, d, seq)) for m, d, seq in batch.rejected]
+        work.extend(dlq)
+        pending = set(work)
+        while pending:  # keep JetStream from redelivering what we are still working on
+            _, pending = await asyncio.wait(pending, timeout=10)
+            if pending:
+                for msg in batch.msgs:
+                    await msg.in_progress()
+        try:
+            stored = work[0].result() if batch.points else (0, 0, 0.0)
+        except Exception:
+            self._held -= len(batch.msgs)  # abandoned at shutdown: redelivered later
+            return
+        failed_dlq = {
+            id(m) for (m, _, _), f in zip(batch.rejected, dlq, strict=True) if not f.result()
+        }
+        commit_ns = time.time_ns()
+        for msg in batch.msgs:
+            if id(msg) not in failed_dlq:
+                await msg.ack()
+        self._held -= len(batch.msgs)
+        self._wake.set()
+        m = self.metrics
+        points, late, elapsed = stored
+        if batch.points:
+            m.batch_seconds.observe(elapsed)
+            m.points_stored.inc(points)
+            m.readings_stored.inc(batch.readings)
+            m.late_windows.inc(late)
+        for outcome, n in batch.outcomes.items():
+            m.messages.labels(outcome).inc(n)
+        for _, decoded, _ in batch.rejected:
+            for rej in decoded.rejections:
+                m.readings_rejected.labels(rej.reason).inc()
+        for t in batch.arrived_ns:
+            m.delay_seconds.observe(max(0, commit_ns - t) / NS)
+        if self.on_commit is not None:
+            self.on_commit(batch.arrived_ns, commit_ns)
+
+    async def _dead_letter(self, msg: Msg, decoded: Decoded, seq: int) -> bool:
+        headers = dead_letter_headers(msg.subject, msg.headers, decoded, seq, time.time_ns())
+        for r in decoded.rejections[:3]:
+            log.info("dead-letter %s #%s: %s (%s)", msg.subject, r.index, r.error, r.reason)
+        delay = 0.2
+        while not self._abandon.is_set():
+            try:
+                await self.js.publish(
+                    dead_letter_subject(msg.subject), msg.data, headers=headers, timeout=5
+                )
+                return True
+            except Exception as exc:
+                log.warning("dead-letter publish failed, retrying: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        return False
+
+    # -- observability ---------------------------------------------------------------
+    async def _lag_loop(self) -> None:
+        while True:
+            try:
+                info = await self.js.consumer_info(STREAM, self.settings.durable, timeout=2)
+                self._lag = info.num_pending + info.num_ack_pending
+                self.metrics.consumer_lag.set(self._lag)
+            except Exception as exc:
+                log.debug("consumer info: %s", exc)
+            await asyncio.sleep(2)
+
+    def health(self) -> dict:
+        connected = bool(self.nc is not None and self.nc.is_connected)
+        if connected and self._store_up:
+            status = "ok"
+        elif connected or self._store_up:
+            status = "degraded"
+        else:
+            status = "error"
+        return {
+            "status": status,
+            "nats": {"connected": connected},
+            "store": {"up": self._store_up, "error": self._store_error},
+            "consumer": {"durable": self.settings.durable, "lag": self._lag},
+            "held_messages": self._held,
+            "uptime_s": round(time.monotonic() - self._started, 1),
+        }

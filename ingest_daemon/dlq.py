@@ -1,0 +1,55 @@
+"""Dead letters: the original bytes, subject and every reason, on stream ``IOT_DLQ``.
+
+The body is always the original payload, untouched, so a replay after a fix is a plain
+re-publish; reasons travel in headers. ``Nats-Msg-Id`` is derived from the original
+stream sequence, so a redelivery after a crash does not dead-letter the message twice.
+"""
+
+from __future__ import annotations
+
+import json
+
+from telemetry_core.decode import Decoded
+from telemetry_core.subjects import STREAM, dlq_subject
+
+MAX_REJECTED_IN_HEADER = 200
+PASS_THROUGH = ("Content-Type", "Content-Encoding", "Nats-Msg-Id")
+
+
+def _clean(text: str, limit: int = 1000) -> str:
+    """Header values must be one line of ASCII."""
+    return json.dumps(text[:limit])[1:-1]
+
+
+def dead_letter_headers(
+    subject: str,
+    headers: dict[str, str] | None,
+    decoded: Decoded,
+    stream_seq: int,
+    received_ns: int,
+) -> dict[str, str]:
+    first = decoded.rejections[0]
+    rejected = [r.as_dict() for r in decoded.rejections[:MAX_REJECTED_IN_HEADER]]
+    out = {
+        "Nats-Msg-Id": f"dlq-{STREAM}-{stream_seq}",
+        "Telemetry-Reason": first.reason,
+        "Telemetry-Error": _clean(first.error),
+        "Telemetry-Outcome": decoded.outcome,
+        "Telemetry-Rejected": json.dumps(rejected, ensure_ascii=True),
+        "Telemetry-Rejected-Count": str(len(decoded.rejections)),
+        "Telemetry-Stored-Readings": str(decoded.readings),
+        "Telemetry-Original-Subject": _clean(subject, 512),
+        "Telemetry-Original-Stream": STREAM,
+        "Telemetry-Original-Sequence": str(stream_seq),
+        "Telemetry-Received-At": str(received_ns),
+    }
+    for name in PASS_THROUGH:
+        value = (headers or {}).get(name)
+        if value is not None:
+            key = "Telemetry-Original-Msg-Id" if name == "Nats-Msg-Id" else name
+            out[key] = _clean(value, 512)
+    return out
+
+
+def dead_letter_subject(subject: str) -> str:
+    return dlq_subject(subject)

@@ -1,0 +1,44 @@
+"""Process entry: logging, signals, and the run of one daemon until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+
+from ingest_daemon.settings import Settings
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("nats").setLevel(logging.WARNING)
+
+
+async def _main(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    from ingest_daemon.daemon import Daemon
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    daemon = Daemon(settings)
+    await daemon.run(stop)
+
+
+def run_daemon(settings: Settings) -> int:
+    configure_logging(settings.log_level)
+    logging.getLogger("ingest_daemon").info("settings: %s", json.dumps(settings.redacted()))
+    try:
+        import uvloop  # optional: a faster event loop when installed
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(_main(settings))
+    return 0
