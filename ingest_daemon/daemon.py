@@ -88,7 +88,9 @@ class Daemon:
             http = HealthServer(s.http_host, s.http_port, self.health, self.metrics.registry)
             self.http_port = await http.start()
             log.info("health and metrics on http://%s:%d/health", s.http_host, self.http_port)
-        self.nc = nc = await nats.connect(**self._connect_options())
+        self.nc = nc = await self._connect(stop)
+        if nc is None:
+            return
         self.metrics.nats_connected.set(1)
         js = nc.jetstream()
         if s.create_streams:
@@ -111,6 +113,21 @@ class Daemon:
             if http is not None:
                 await http.stop()
 
+    async def _connect(self, stop: asyncio.Event):
+        """Connect, retrying forever: the daemon may start before NATS does."""
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                return await nats.connect(**self._connect_options())
+            except Exception as exc:
+                log.warning(
+                    "NATS not reachable (%s); retrying in %.1fs", exc or type(exc).__name__, delay
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 10.0)
+        return None
+
     def _connect_options(self) -> dict:
         s = self.settings
         opts: dict = {
@@ -120,6 +137,7 @@ class Daemon:
             "reconnect_time_wait": 0.5,
             "connect_timeout": 5,
             "error_cb": self._on_error,
+            "allow_reconnect": True,
             "disconnected_cb": self._on_disconnect,
             "reconnected_cb": self._on_reconnect,
             "pending_size": 64 * 1024 * 1024,
@@ -144,7 +162,8 @@ class Daemon:
 
     async def _on_disconnect(self) -> None:
         self.metrics.nats_connected.set(0)
-        log.warning("disconnected from NATS; reconnecting")
+        if not self._stopping:
+            log.warning("disconnected from NATS; reconnecting")
 
     async def _on_reconnect(self) -> None:
         self.metrics.nats_connected.set(1)

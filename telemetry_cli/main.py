@@ -52,9 +52,26 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (CliError, ConfigError, IdentifierError, StoreError, StoreUnavailable, TimestampError)
 
 
+TIME_OPTIONS = ("--start", "--end")
+
+
+def _glue_relative_times(argv: list[str]) -> list[str]:
+    """``--start -8h`` would read as an unknown option ``-8h``: glue it to ``--start=-8h``."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in TIME_OPTIONS and i + 1 < len(argv) and argv[i + 1][:1] in "-+":
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_glue_relative_times(sys.argv[1:] if argv is None else argv))
     try:
         result = args.func(args)
     except _user_errors() as exc:

