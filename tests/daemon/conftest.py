@@ -1,0 +1,161 @@
+"""Fixtures for daemon tests: real ``python -m ingest_daemon`` processes on a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from telemetry_cli.services import free_port, stop_process
+
+
+class DaemonProc:
+    def __init__(self, nats_url: str, store_url: str, log_dir: Path, **env: str) -> None:
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "TELEMETRY_NATS_URL": nats_url,
+            "TELEMETRY_STORE_URL": store_url,
+            "TELEMETRY_HTTP_PORT": str(self.port),
+            "TELEMETRY_LOG_LEVEL": "INFO",
+        }
+        self.env.pop("TELEMETRY_CONFIG", None)  # never inherit the developer's config
+        self.env.update(env)
+        self.log_path = log_dir / f"daemon-{self.port}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> DaemonProc:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process lifetime
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ingest_daemon"], env=self.env, stdout=log, stderr=log
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited: {self.log()}")
+            try:
+                if self.health()["status"] in ("ok", "degraded"):
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"daemon did not become healthy: {self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def health(self) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
+            return json.loads(r.read())
+
+    def metrics_text(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
+            return r.read().decode()
+
+    def metric(self, name: str, **labels: str) -> float:
+        text = self.metrics_text()
+        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        pattern = rf"^{re.escape(name)}{re.escape('{' + want + '}') if want else ''} (\S+)$"
+        m = re.search(pattern, text, re.M)
+        return float(m.group(1)) if m else 0.0
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self, timeout: float = 30) -> int | None:
+        return stop_process(self.proc, timeout)
+
+
+@pytest.fixture
+def daemons(nats_server, sqlite_url, tmp_path) -> Iterator:
+    started: list[DaemonProc] = []
+
+    def make(**env: str) -> DaemonProc:
+        d = DaemonProc(nats_server.url, env.pop("store_url", sqlite_url), tmp_path, **env)
+        started.append(d)
+        return d
+
+    yield make
+    for d in started:
+        d.stop(10)
+
+
+async def publish_all(url: str, messages, *, acked: bool = True) -> None:
+    """Publish (subject, payload, headers) tuples; with ``acked`` wait for JetStream acks."""
+    import nats
+
+    from ingest_daemon.jetstream import ensure_streams
+
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await ensure_streams(js)
+    futures = []
+    for subject, payload, headers in messages:
+        if acked:
+            futures.append(await js.publish_async(subject, payload, headers=headers))
+            if len(futures) >= 2000:
+                await asyncio.gather(*futures)
+                futures.clear()
+        else:
+            await nc.publish(subject, payload, headers=headers)
+    await asyncio.gather(*futures)
+    await nc.flush()
+    await nc.close()
+
+
+async def consumer_state(url: str, durable: str = "telemetry-ingest") -> dict:
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        info = await nc.jetstream().consumer_info("IOT", durable)
+        return {
+            "pending": info.num_pending,
+            "ack_pending": info.num_ack_pending,
+            "ack_floor": info.ack_floor.stream_seq,
+            "delivered": info.delivered.stream_seq,
+        }
+    finally:
+        await nc.close()
+
+
+async def dlq_messages(url: str) -> list:
+    """Every dead letter (subject, headers, data), read without consuming anything."""
+    import nats
+
+    nc = await nats.connect(url)
+    out = []
+    try:
+        js = nc.jetstream()
+        try:
+            info = await js.stream_info("IOT_DLQ")
+        except Exception:
+            return []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            if info.state.messages == 0:
+                break
+            msg = await js.get_msg("IOT_DLQ", seq)
+            out.append((msg.subject, msg.headers or {}, msg.data))
+    finally:
+        await nc.close()
+    return out
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
