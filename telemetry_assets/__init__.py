@@ -1,0 +1,1 @@
+"""The Dagster side: partitioned rollups, checks, schedules, sensors (``definitions.defs``)."""

@@ -1,0 +1,87 @@
+"""Fixtures for the Dagster side: store and config in the environment, a test instance."""
+
+from __future__ import annotations
+
+import textwrap
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from telemetry_core.store import Store, open_store
+
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+
+CONFIG_TOML = textwrap.dedent(
+    """
+    [sites.site-a]
+    timezone = "Europe/Berlin"
+    work_hours = { days = ["mon", "tue", "wed", "thu", "fri"], start = "08:00", end = "18:00" }
+    expected_devices = 3
+
+    [sites.site-b]
+    timezone = "America/New_York"
+    work_hours = { days = ["mon", "tue", "wed", "thu", "fri"], start = "09:00", end = "17:00" }
+
+    [fields]
+    "energy.energy_kwh" = "delta"
+    "energy.power_w" = "gauge"
+    "occupancy.occupied" = "state"
+    """
+)
+
+
+def set_env(folder: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Store URL and config in the environment, as a deployment sets them."""
+    config = folder / "telemetry.toml"
+    config.write_text(CONFIG_TOML)
+    values = {
+        "TELEMETRY_STORE_URL": f"sqlite:///{folder / 'telemetry.db'}",
+        "TELEMETRY_CONFIG": str(config),
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    return set_env(tmp_path, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def module_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The same, shared by a module whose tests only read one seeded store."""
+    with pytest.MonkeyPatch.context() as mp:
+        yield set_env(tmp_path_factory.mktemp("store"), mp)
+
+
+@pytest.fixture(scope="module")
+def module_instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture
+def store(env: dict[str, str]) -> Iterator[Store]:
+    s = open_store(env["TELEMETRY_STORE_URL"])
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture(scope="session")
+def defs() -> dg.Definitions:
+    from telemetry_assets.definitions import defs as definitions
+
+    return definitions
