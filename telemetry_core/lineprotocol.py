@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -92,11 +92,13 @@ def encode_points(
     *,
     measurement: str = "raw",
     cache: dict[tuple[str, str, str, str], str] | None = None,
+    check: Callable[[tuple[str, str, str, str]], None] | None = None,
 ) -> str:
     """Store point tuples ``(measurement, site_id, device_id, field, time_ns, value)`` as
     lines of ``<measurement>,device_id=..,field=..,measurement=..,site_id=.. value=<v> <t>``.
 
     ``cache`` maps a series key to its escaped prefix; pass the same dict across calls.
+    ``check`` validates a series key the first time it is seen (before anything is sent).
     """
     prefixes = {} if cache is None else cache
     lines = []
@@ -105,6 +107,8 @@ def encode_points(
         key = (key_m, key_s, key_d, key_f)
         prefix = prefixes.get(key)
         if prefix is None:
+            if check is not None:
+                check(key)
             prefix = series_prefix(
                 measurement,
                 {"measurement": key_m, "site_id": key_s, "device_id": key_d, "field": key_f},

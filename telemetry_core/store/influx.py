@@ -1,0 +1,146 @@
+"""InfluxDB stores: ``influxdb://`` (v1-compatible API) and ``influxdb2://`` (influxdb-client).
+
+URLs
+----
+* ``influxdb://[user:pass@]host:port/<database>[?rp=<policy>&tls=true]`` -- InfluxDB 1.x,
+  2.x (OSS >= 2.4 maps a bucket of the same name) and 3.x. A token in ``INFLUXDB_TOKEN``
+  is sent as ``Authorization: Token ...``; otherwise user and password go as basic auth.
+  The database is created when missing (servers that cannot, 2.x/3.x, create or map it
+  themselves).
+* ``influxdb2://host:port/<bucket>?org=<org>[&retention=<seconds>&tls=true]`` -- InfluxDB
+  2.x, token from ``INFLUXDB_TOKEN``: writes through influxdb-client on
+  ``/api/v2/write`` (synchronous, bounded retries, errors surfaced), bucket and DBRP
+  set-up, the delete API for replacing windows; reads through the same InfluxQL path.
+
+Data layout (one database or bucket, dedicated to this platform)
+----------------------------------------------------------------
+``raw,device_id=D,field=F,measurement=M,site_id=S value=<float> <time ns>``
+    One measurement for every raw point; the four key columns are tags, so one InfluxDB
+    series is exactly one of our series and a point's identity (tags + time) is exactly
+    ours (measurement, site, device, field, time): rewriting it replaces the value. A
+    single field (``value``) means a rewrite is always a complete field set. Why not one
+    InfluxDB measurement per telemetry measurement: the raw->15m rollup is then one
+    ``GROUP BY time(15m), *`` over one measurement, names can never collide with the
+    rollup measurements, and the tags keep the column names the API returns.
+``rollup_<level>,<same tags> count=<n>i,sum=..,min=..,max=..,first=..,last=..,
+first_time=<ns>i,last_time=<ns>i,is_work_hours=<1|0|-1>i <window_start>``
+    One measurement per level (``rollup_15m``, ``rollup_1h``, ``rollup_site_15m``...),
+    timestamped by window start: a window is a plain time range, the same for every
+    series, so replacing one is a time-range operation. Every field is written on every
+    row (InfluxDB merges fields of a rewritten point), hence ``is_work_hours`` as an
+    integer with -1 for "not known" instead of a missing field. A row that a re-run no
+    longer produces is overwritten with ``count=0`` (a tombstone; reads skip it) on
+    ``influxdb://``, because the v1 API of 2.x/3.x has no DELETE; ``influxdb2://`` deletes
+    the window through the delete API instead.
+``rolled_up,level=L,site_id=S|* at=<ns>i <window_start>``
+    Which windows were rolled up (at what time), per level and site (``*``: all sites).
+``late_windows,site_id=S points=<n>i,first_marked_at=<ns>i,last_marked_at=<ns>i
+[,cleared_up_to=<ns>i] <window_start>``
+    Late-window marks. Clearing writes only ``cleared_up_to``; InfluxDB merges it into
+    the mark, and a mark is live while ``last_marked_at > cleared_up_to``. A mark touched
+    by the daemon after the clear's cut-off therefore survives without any locking.
+
+Series cardinality is the number of (measurement, site, device, field) combinations plus
+a few per site for the bookkeeping measurements: the same as the SQLite store's series
+table. Retention: :meth:`delete_before` deletes on 1.x and through the 2.x delete API;
+on InfluxDB 3.x give the database a retention period instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from telemetry_core.identifiers import check_name
+from telemetry_core.store.influx_http import InfluxRequestError, V1Http, quote_ident
+from telemetry_core.store.influx_store import InfluxStore
+
+__all__ = ["InfluxRequestError", "InfluxStore", "V1Writer", "open_influx"]
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+class V1Writer:
+    """Writes through ``/write``; DELETE through InfluxQL where the server has it (1.x)."""
+
+    precise_delete = False
+
+    def __init__(self, http: V1Http) -> None:
+        self._http = http
+
+    def setup(self) -> None:
+        # 2.x/3.x refuse CREATE DATABASE on /query: their buckets map or appear on write.
+        with contextlib.suppress(InfluxRequestError):
+            self._http.query(f"CREATE DATABASE {quote_ident(self._http.database)}")
+
+    def write(self, body: str) -> None:
+        self._http.write(body)
+
+    def delete(self, measurement: str, start_ns: int, end_ns: int, tags: dict[str, str]) -> bool:
+        from telemetry_core.store.influx_store import tag_filters
+
+        try:
+            self._http.query(
+                f"DELETE FROM {quote_ident(measurement)} WHERE time >= {int(start_ns)} "
+                f"AND time < {int(end_ns)}{tag_filters(**tags)}"
+            )
+        except InfluxRequestError:
+            return False
+        return True
+
+    def close(self) -> None:
+        return None
+
+
+def _parse(url: str) -> tuple[str, str, int, str, dict[str, str]]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    name = parts.path.lstrip("/")
+    if not parts.hostname or not name or "/" in name:
+        hint = "<database>" if scheme == "influxdb" else "<bucket>?org=<org>"
+        raise ValueError(f"InfluxDB store URL must look like {scheme}://host:8086/{hint}")
+    check_name(unquote(name), "database" if scheme == "influxdb" else "bucket")
+    params = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    return scheme, parts.hostname, parts.port or 8086, unquote(name), params
+
+
+def open_influx(url: str) -> InfluxStore:
+    """Build a store from its URL. Nothing is contacted yet: set-up (database, bucket,
+    DBRP mapping) happens on first use, so a daemon started while InfluxDB is down backs
+    off with StoreUnavailable instead of crashing."""
+    scheme, host, port, name, params = _parse(url)
+    parts = urlsplit(url)
+    token = os.environ.get("INFLUXDB_TOKEN") or None
+    tls = params.get("tls", "").lower() in _TRUE
+    timeout = float(params.get("timeout", "30"))
+    if scheme == "influxdb":
+        rp = params.get("rp")
+        if rp is not None:
+            check_name(rp, "retention policy")
+        http = V1Http(
+            host,
+            port,
+            name,
+            token=token,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            tls=tls,
+            timeout_s=timeout,
+            retention_policy=rp,
+        )
+        return InfluxStore(url, http, V1Writer(http))
+    if scheme == "influxdb2":
+        from telemetry_core.store.influx_v2 import V2Writer
+
+        org = params.get("org")
+        if not org:
+            raise ValueError("influxdb2:// store URL needs ?org=<organisation>")
+        if not token:
+            raise ValueError("influxdb2:// needs a token in INFLUXDB_TOKEN")
+        http = V1Http(host, port, name, token=token, tls=tls, timeout_s=timeout)
+        base = f"{'https' if tls else 'http'}://{host}:{port}"
+        retention = int(params["retention"]) if "retention" in params else None
+        writer = V2Writer(base, token, org, name, http, retention_s=retention, timeout_s=timeout)
+        return InfluxStore(url, http, writer)
+    raise ValueError(f"not an InfluxDB store URL: {scheme}://")

@@ -1,0 +1,72 @@
+"""InfluxQL results -> polars frames with exactly the SQLite store's column names and dtypes.
+
+Kept apart from the store so the daemon's write path (which never reads frames) does not
+pay for polars: everything here imports it lazily.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from telemetry_core.store.base import KEY_COLUMNS
+from telemetry_core.store.influx_http import Series
+
+if TYPE_CHECKING:
+    import polars as pl
+
+RAW_SCHEMA = {
+    "time": "Int64", "measurement": "String", "site_id": "String",
+    "device_id": "String", "field": "String", "value": "Float64",
+}  # fmt: skip
+PARTIAL_SCHEMA = {
+    "window_start": "Int64", "measurement": "String", "site_id": "String",
+    "device_id": "String", "field": "String", "count": "Int64", "sum": "Float64",
+    "min": "Float64", "max": "Float64", "first": "Float64", "last": "Float64",
+    "first_time": "Int64", "last_time": "Int64",
+}  # fmt: skip
+ROLLUP_SCHEMA = {**PARTIAL_SCHEMA, "is_work_hours": "Boolean"}
+_FLOATS = frozenset(("value", "sum", "min", "max", "first", "last"))
+
+
+def frame(columns: dict[str, list], schema: dict[str, str]) -> pl.DataFrame:
+    import polars as pl
+
+    data = {}
+    for name, dtype in schema.items():
+        values = columns.get(name, [])
+        if name in _FLOATS:
+            # JSON writes a float with no fraction as an integer (7.0 -> 7).
+            values = [None if v is None else float(v) for v in values]
+        data[name] = pl.Series(name, values, dtype=getattr(pl, dtype))
+    return pl.DataFrame(data)
+
+
+def sort_keys(df: pl.DataFrame, time_col: str) -> pl.DataFrame:
+    return df.sort([time_col, *KEY_COLUMNS])
+
+
+def raw_frame(series: list[Series]) -> pl.DataFrame:
+    """``SELECT "value" ... GROUP BY *`` -> tall raw points, ordered like SQLite's."""
+    cols: dict[str, list] = {name: [] for name in RAW_SCHEMA}
+    for s in series:
+        n = len(s.values)
+        ti, vi = s.columns.index("time"), s.columns.index("value")
+        cols["time"].extend(row[ti] for row in s.values)
+        cols["value"].extend(row[vi] for row in s.values)
+        for key in KEY_COLUMNS:
+            cols[key].extend([s.tags[key]] * n)
+    return sort_keys(frame(cols, RAW_SCHEMA), "time")
+
+
+def series_key(s: Series) -> tuple[str, str, str, str]:
+    return (s.tags["measurement"], s.tags["site_id"], s.tags["device_id"], s.tags["field"])
+
+
+def rows_by_key(series: list[Series]) -> dict[tuple, dict[str, object]]:
+    """(time, measurement, site, device, field) -> {column: value} for every row."""
+    out: dict[tuple, dict[str, object]] = {}
+    for s in series:
+        key = series_key(s)
+        for row in s.values:
+            out[(row[0], *key)] = dict(zip(s.columns, row, strict=True))
+    return out
