@@ -107,7 +107,10 @@ class V2Writer:
 
         version = self._http.ping()
         buckets = self._client.buckets_api()
-        bucket = self._call("bucket lookup", lambda: buckets.find_bucket_by_name(self.bucket))
+        found = self._call(
+            "bucket lookup", lambda: buckets.find_buckets(name=self.bucket, org=self.org)
+        )
+        bucket = found.buckets[0] if found is not None and found.buckets else None
         if bucket is None:
             rules = (
                 [BucketRetentionRules(type="expire", every_seconds=self._retention_s)]
