@@ -83,7 +83,7 @@ def _metric(text: str, name: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from telemetry_cli.main import CliError
+    from telemetry_cli.errors import CliError
     from telemetry_cli.services import free_port, start_nats, stop_process, wait_port
 
     state = Path(args.state_dir).resolve()
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         procs.append(("ingest daemon", daemon))
         if not wait_port(http_port, 20):
             raise CliError(f"the ingest daemon did not start: see {logs / 'ingest.log'}")
-        sim = [sys.executable, "-m", "telemetry_cli.main", "simulate", "--quiet"]
+        sim = [sys.executable, "-m", "telemetry_cli", "simulate", "--quiet"]
         sim += [
             "--sites",
             str(args.sites),

@@ -40,7 +40,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ingest_daemon.runner import run_daemon
     from ingest_daemon.settings import Settings, SettingsError
-    from telemetry_cli.main import CliError
+    from telemetry_cli.errors import CliError
     from telemetry_core.config import load_config
     from telemetry_core.store import open_store
 

@@ -11,6 +11,10 @@ import argparse
 import importlib
 import sys
 
+from telemetry_cli.errors import CliError
+
+__all__ = ["CliError", "main"]
+
 # Order is the order shown in --help.
 COMMAND_MODULES = (
     "telemetry_cli.demo",
@@ -19,10 +23,6 @@ COMMAND_MODULES = (
     "telemetry_cli.query",
     "telemetry_cli.backfill",
 )
-
-
-class CliError(Exception):
-    """A mistake the user can fix; printed as one line."""
 
 
 def build_parser() -> argparse.ArgumentParser:

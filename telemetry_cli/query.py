@@ -56,7 +56,7 @@ def pick_resolution(resolution: str, scope: str, span_ns: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from telemetry_cli.main import CliError
+    from telemetry_cli.errors import CliError
     from telemetry_core.identifiers import check_field, check_name
     from telemetry_core.timeutil import now_ns, parse_time_arg
 

@@ -40,7 +40,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from telemetry_cli.main import CliError
+    from telemetry_cli.errors import CliError
 
     if args.sites < 1 or args.devices < 1 or args.batch < 1:
         raise CliError("--sites, --devices and --batch must be at least 1")
@@ -67,7 +67,7 @@ async def simulate(args: argparse.Namespace) -> int:
     from nats.errors import NoServersError
 
     from ingest_daemon.jetstream import ensure_streams
-    from telemetry_cli.main import CliError
+    from telemetry_cli.errors import CliError
     from telemetry_core.fleet import Fleet
 
     url = args.nats_url or os.environ.get("TELEMETRY_NATS_URL") or "nats://127.0.0.1:4222"

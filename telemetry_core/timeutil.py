@@ -80,7 +80,11 @@ def parse_epoch(value: int | float) -> int:
         scale = 1_000
     else:
         scale = 1
-    result = value * scale if isinstance(value, int) else round(value * scale)
+    if isinstance(value, int):
+        result = value * scale
+    else:  # split so the integer part keeps full precision (a float has only 53 bits)
+        whole = int(value)
+        result = whole * scale + round((value - whole) * scale)
     if not -(2**63) <= result < 2**63:
         raise TimestampError("timestamp out of range")
     return result

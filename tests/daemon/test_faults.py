@@ -29,7 +29,9 @@ def fleet_messages(n_msgs: int, readings_per_msg: int, *, devices: int = 50, pre
             readings.append({"timestamp": ts, "power_w": value, "energy_kwh": value / 1000})
             total += value + value / 1000
         payload = json.dumps(readings if readings_per_msg > 1 else readings[0]).encode()
-        msgs.append((f"iot.energy.site-{dev % 3}.{prefix}-{dev}", payload, {"Nats-Msg-Id": f"{prefix}{i}"}))
+        msgs.append(
+            (f"iot.energy.site-{dev % 3}.{prefix}-{dev}", payload, {"Nats-Msg-Id": f"{prefix}{i}"})
+        )
     return msgs, n_msgs * readings_per_msg * 2, total
 
 
@@ -43,13 +45,19 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(nats_server, daemons, sq
     msgs, points, total = fleet_messages(10_000, 10)  # 100k readings, 200k points
     daemon = daemons(TELEMETRY_BATCH_SIZE="2000").start()
     asyncio.run(publish_all(nats_server.url, msgs))
-    wait_until(lambda: daemon.metric("telemetry_ingest_readings_stored_total") > 10_000, 60, "some progress")
+    wait_until(
+        lambda: daemon.metric("telemetry_ingest_readings_stored_total") > 10_000,
+        60,
+        "some progress",
+    )
     daemon.kill()
     progress = stored_totals(sqlite_url)[0]
     assert 0 < progress < points, "killed in the middle of the stream"
     again = daemons(TELEMETRY_BATCH_SIZE="2000").start()
     wait_until(lambda: stored_totals(sqlite_url)[0] >= points, 120, "every point stored")
-    wait_until(lambda: asyncio.run(consumer_state(nats_server.url))["ack_pending"] == 0, 60, "all acked")
+    wait_until(
+        lambda: asyncio.run(consumer_state(nats_server.url))["ack_pending"] == 0, 60, "all acked"
+    )
     count, value_sum = stored_totals(sqlite_url)
     assert count == points
     assert value_sum == pytest.approx(total, rel=1e-12)
@@ -75,12 +83,16 @@ def test_store_outage_holds_acks_then_recovers(nats_server, daemons, sqlite_url)
         assert daemon.metric("telemetry_ingest_store_up") == 0
         time.sleep(2.0)
         during = asyncio.run(consumer_state(nats_server.url))
-        assert during["ack_floor"] == before["ack_floor"], "nothing acknowledged while the store is down"
+        assert during["ack_floor"] == before["ack_floor"], (
+            "nothing acknowledged while the store is down"
+        )
         assert during["pending"] > 0, "the daemon stopped pulling: JetStream buffers the rest"
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
-    wait_until(lambda: stored_totals(sqlite_url)[0] >= points, 90, "everything stored after recovery")
+    wait_until(
+        lambda: stored_totals(sqlite_url)[0] >= points, 90, "everything stored after recovery"
+    )
     count, value_sum = stored_totals(sqlite_url)
     assert count == points and value_sum == pytest.approx(total, rel=1e-12)
     wait_until(lambda: daemon.health()["status"] == "ok", 10, "healthy again")
@@ -93,7 +105,9 @@ def test_two_daemons_split_the_work(nats_server, daemons, sqlite_url):
     b = daemons(TELEMETRY_BATCH_SIZE="500").start()
     asyncio.run(publish_all(nats_server.url, msgs))
     wait_until(lambda: stored_totals(sqlite_url)[0] >= points, 90, "every point stored")
-    wait_until(lambda: asyncio.run(consumer_state(nats_server.url))["ack_pending"] == 0, 30, "all acked")
+    wait_until(
+        lambda: asyncio.run(consumer_state(nats_server.url))["ack_pending"] == 0, 30, "all acked"
+    )
     done_a = a.metric("telemetry_ingest_messages_total", outcome="stored")
     done_b = b.metric("telemetry_ingest_messages_total", outcome="stored")
     assert done_a > 0 and done_b > 0, (done_a, done_b)
@@ -109,7 +123,9 @@ def test_nats_restart_daemon_reconnects(nats_server, daemons, sqlite_url):
     wait_until(lambda: stored_totals(sqlite_url)[0] >= 4000, 30, "first half stored")
     nats_server.restart()  # same port, same JetStream dir
     asyncio.run(publish_all(nats_server.url, msgs[2000:]))
-    wait_until(lambda: stored_totals(sqlite_url)[0] >= points, 60, "second half stored after restart")
+    wait_until(
+        lambda: stored_totals(sqlite_url)[0] >= points, 60, "second half stored after restart"
+    )
     assert stored_totals(sqlite_url)[0] == points
     wait_until(lambda: daemon.health()["nats"]["connected"], 10, "reconnected")
     assert daemon.stop() == 0
@@ -119,7 +135,9 @@ def test_sigterm_finishes_the_batch_and_exits_zero(nats_server, daemons, sqlite_
     msgs, points, _ = fleet_messages(3_000, 1, prefix="t")
     daemon = daemons(TELEMETRY_BATCH_MAX_DELAY_MS="2000", TELEMETRY_BATCH_SIZE="100000").start()
     asyncio.run(publish_all(nats_server.url, msgs))
-    wait_until(lambda: asyncio.run(consumer_state(nats_server.url))["pending"] == 0, 30, "all delivered")
+    wait_until(
+        lambda: asyncio.run(consumer_state(nats_server.url))["pending"] == 0, 30, "all delivered"
+    )
     started = time.monotonic()
     assert daemon.stop() == 0
     assert time.monotonic() - started < 10

@@ -1,0 +1,132 @@
+"""Settings from the environment, secret redaction, and one-line CLI errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ingest_daemon.settings import Settings, SettingsError
+
+
+def test_environment_then_flags():
+    env = {
+        "TELEMETRY_NATS_URL": "nats://n:4222",
+        "TELEMETRY_BATCH_SIZE": "250",
+        "TELEMETRY_HTTP_PORT": "0",
+    }
+    s = Settings.load(env, batch_size=None, http_port=9999)
+    assert (s.nats_url, s.batch_size, s.http_port) == ("nats://n:4222", 250, 9999)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TELEMETRY_BATCH_SIZE": "many"}, "TELEMETRY_BATCH_SIZE='many' is not an integer"),
+        ({"TELEMETRY_BATCH_SIZE": "0"}, "batch size"),
+        ({"TELEMETRY_NATS_USER": "u"}, "TELEMETRY_NATS_PASSWORD is not"),
+        ({"TELEMETRY_NATS_CREDS": "/nope/x.creds"}, "does not exist"),
+        ({"TELEMETRY_NATS_TLS_CERT": "/etc/hostname"}, "together"),
+        ({"TELEMETRY_LOG_LEVEL": "LOUD"}, "log level"),
+    ],
+)
+def test_bad_settings(env, message):
+    with pytest.raises(SettingsError, match=message):
+        Settings.load(env)
+
+
+def test_secrets_are_redacted():
+    s = Settings.load(
+        {
+            "TELEMETRY_NATS_USER": "ingest",
+            "TELEMETRY_NATS_PASSWORD": "hunter2",
+            "TELEMETRY_NATS_TOKEN": "tok-123",
+            "TELEMETRY_STORE_URL": "influxdb://admin:s3cret@db:8086/telemetry",
+        }
+    )
+    text = json.dumps(s.redacted())
+    for secret in ("hunter2", "tok-123", "s3cret"):
+        assert secret not in text
+    assert "ingest" in text
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("TELEMETRY_CONFIG", None) if not env or "TELEMETRY_CONFIG" not in env else None
+    return subprocess.run(
+        [sys.executable, "-m", "telemetry_cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (("ingest", "--check"), {"TELEMETRY_BATCH_SIZE": "x"}, "is not an integer"),
+        (("ingest", "--check", "--config", "/nope.toml"), None, "does not exist"),
+        (("ingest", "--check", "--store-url", "postgres://x"), None, "unsupported store URL"),
+        (
+            ("query", "--measurement", "e;drop", "--field", "f", "--start", "-1h"),
+            None,
+            "must match",
+        ),
+        (
+            ("query", "--measurement", "e", "--field", "f", "--start", "soon"),
+            None,
+            "neither RFC 3339",
+        ),
+        (
+            ("query", "--measurement", "e", "--field", "f", "--start", "-1h", "--end", "-2h"),
+            None,
+            "after --start",
+        ),
+        (
+            (
+                "query",
+                "--measurement",
+                "e",
+                "--field",
+                "f",
+                "--start",
+                "-1h",
+                "--resolution",
+                "raw",
+                "--scope",
+                "site",
+            ),
+            None,
+            "no site or portfolio",
+        ),
+        (
+            ("simulate", "--nats-url", "nats://127.0.0.1:1", "--count", "1"),
+            None,
+            "cannot connect to NATS",
+        ),
+        (("simulate", "--late", "2"), None, "fraction"),
+    ],
+)
+def test_cli_mistakes_get_one_line(args, env, needle, tmp_path):
+    env = {"TELEMETRY_STORE_URL": f"sqlite:///{tmp_path / 't.db'}", **(env or {})}
+    result = cli(*args, env=env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert needle in lines[0] and "Traceback" not in result.stderr
+
+
+def test_check_accepts_good_settings(tmp_path):
+    result = cli("ingest", "--check", env={"TELEMETRY_STORE_URL": f"sqlite:///{tmp_path / 't.db'}"})
+    assert result.returncode == 0, result.stderr
+    assert "valid" in result.stdout
+
+
+def test_every_subcommand_explains_itself():
+    for command in ("demo", "ingest", "simulate", "query"):
+        result = cli(command, "--help")
+        assert result.returncode == 0 and len(result.stdout) > 200, command
