@@ -120,12 +120,15 @@ class PullRequests:
         self._open.append([batch, time.monotonic()])
         return json.dumps({"batch": batch, "expires": int(self.expires_s * 1e9)}).encode()
 
-    def delivered(self) -> None:
+    def delivered(self) -> bool:
+        """Count one message; True when that completed the oldest request."""
         if self._open:
             head = self._open[0]
             head[0] -= 1
             if head[0] <= 0:
                 self._open.popleft()
+                return True
+        return False
 
     def ended(self) -> None:
         if self._open:

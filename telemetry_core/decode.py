@@ -53,6 +53,19 @@ RESERVED = frozenset(("timestamp", "site_id", "device_id"))
 ITEM_META = frozenset(("name", "value", "unit", "quality", "timestamp"))
 
 _json = msgspec.json.Decoder()
+# Valid subjects and field names repeat message after message: remember them (bounded).
+_CACHE_LIMIT = 100_000
+_subjects: dict[str, Any] = {}
+_good_fields: dict[str, Any] = {}
+
+
+def _remember(cache: dict[str, Any], key: str, value: Any = True) -> Any:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 _msgpack = msgspec.msgpack.Decoder()
 
 # (measurement, site_id, device_id, field, time_ns, value)
@@ -212,10 +225,13 @@ class _Context:
         return t
 
     def field_name(self, name: Any) -> str:
+        if name in _good_fields:
+            return name
         if not is_field(name):
             raise _Reject(
                 BAD_IDENTIFIER, f"field name {str(name)[:80]!r} must match [A-Za-z0-9_.-]{{1,64}}"
             )
+        _remember(_good_fields, name)
         return name
 
 
@@ -274,7 +290,7 @@ def decode_message(
     result = Decoded()
     try:
         try:
-            sub = parse_subject(subject)
+            sub = _subjects.get(subject) or _remember(_subjects, subject, parse_subject(subject))
         except IdentifierError as exc:
             raise _Reject(BAD_SUBJECT, f"subject {subject[:200]!r}: {exc}") from None
         except ValueError as exc:
