@@ -14,6 +14,8 @@ backfill run that covers a range, Dagster runs the check once for the whole rang
 check then validates the whole range, and no automation is gated on checks.
 """
 
+from collections.abc import Callable
+
 import dagster as dg
 import pandera.polars as pa
 import polars as pl
@@ -24,7 +26,7 @@ from telemetry_assets.assets.common import time_range_ns
 from telemetry_assets.resources import TelemetryStore
 from telemetry_core.config import Config
 from telemetry_core.rollup import combine
-from telemetry_core.store.base import ALL, KEY_COLUMNS, PARTIAL_COLUMNS
+from telemetry_core.store.base import ALL, KEY_COLUMNS, PARTIAL_COLUMNS, Store
 from telemetry_core.windows import HOUR_NS, WINDOW_15M_NS
 
 KEYS = ["window_start", *KEY_COLUMNS]
@@ -140,23 +142,43 @@ def reconcile(
     return dg.AssetCheckResult(passed=diff.height == 0, metadata=metadata)
 
 
-def _schema_check(asset: dg.AssetsDefinition, width_ns: int) -> dg.AssetChecksDefinition:
-    level = r.LEVEL_OF[asset.key.path[-1]]
+# Plain functions behind every check, by check name: (store, config, start, end) -> result.
+# The asset checks below only resolve the run's window range and call them.
+CHECK_FUNCTIONS: dict[str, Callable[[Store, Config, int, int], dg.AssetCheckResult]] = {}
+
+
+def _as_check(asset: dg.AssetsDefinition, name: str, description: str, fn, **kwargs):
+    CHECK_FUNCTIONS[name] = fn
 
     @dg.asset_check(
         asset=asset,
-        name=f"{asset.key.path[-1]}_schema_valid",
+        name=name,
         partitions_def=asset.partitions_def,
-        description=f"pandera schema of the {level} rollup rows (types, keys, boundaries, "
-        "count >= 1, min <= mean <= max, delta fields >= 0)",
+        description=description,
+        **kwargs,
     )
     def _check(context: dg.AssetCheckExecutionContext, store: TelemetryStore):
         start, end = time_range_ns(context)
+        config = store.load_config()
         with store.open() as s:
-            rows = s.read_rollups(level, start, end)
-        return validate_rows(rows, width_ns, store.load_config())
+            return fn(s, config, start, end)
 
     return _check
+
+
+def _schema_check(asset: dg.AssetsDefinition, width_ns: int) -> dg.AssetChecksDefinition:
+    level = r.LEVEL_OF[asset.key.path[-1]]
+
+    def fn(s: Store, config: Config, start: int, end: int) -> dg.AssetCheckResult:
+        return validate_rows(s.read_rollups(level, start, end), width_ns, config)
+
+    return _as_check(
+        asset,
+        f"{asset.key.path[-1]}_schema_valid",
+        f"pandera schema of the {level} rollup rows (types, keys, boundaries, "
+        "count >= 1, min <= mean <= max, delta fields >= 0)",
+        fn,
+    )
 
 
 def _reconcile_check(
@@ -164,17 +186,11 @@ def _reconcile_check(
 ) -> dg.AssetChecksDefinition:
     level = r.LEVEL_OF[asset.key.path[-1]]
 
-    @dg.asset_check(
-        asset=asset, name=name, partitions_def=asset.partitions_def, description=description
-    )
-    def _check(context: dg.AssetCheckExecutionContext, store: TelemetryStore):
-        start, end = time_range_ns(context)
-        with store.open() as s:
-            actual = s.read_rollups(level, start, end)
-            expected = expected_of(s, start, end)
-        return reconcile(actual, expected, columns, description)
+    def fn(s: Store, config: Config, start: int, end: int) -> dg.AssetCheckResult:
+        actual = s.read_rollups(level, start, end)
+        return reconcile(actual, expected_of(s, start, end), columns, description)
 
-    return _check
+    return _as_check(asset, name, description, fn)
 
 
 _ALL_PARTIALS = PARTIAL_COLUMNS
@@ -231,20 +247,15 @@ SCHEMA_CHECKS = [
 ]
 
 
-@dg.asset_check(
-    asset=r.rollup_15m,
-    name="rollup_15m_devices_complete",
-    partitions_def=r.rollup_15m.partitions_def,
-    description="devices reporting vs expected_devices per site and window (warns)",
-)
-def rollup_15m_devices_complete(context: dg.AssetCheckExecutionContext, store: TelemetryStore):
-    start, end = time_range_ns(context)
-    config = store.load_config()
-    expected = {s.site_id: s.expected_devices for s in config.sites.values() if s.expected_devices}
+def devices_complete(s: Store, config: Config, start: int, end: int) -> dg.AssetCheckResult:
+    expected = {x.site_id: x.expected_devices for x in config.sites.values() if x.expected_devices}
     if not expected:
-        return dg.AssetCheckResult(passed=True, metadata={"note": "no site sets expected_devices"})
-    with store.open() as s:
-        rows = s.read_rollups("15m", start, end)
+        return dg.AssetCheckResult(
+            passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"note": "no site sets expected_devices"},
+        )
+    rows = s.read_rollups("15m", start, end)
     windows = pl.DataFrame({"window_start": list(range(start, end, WINDOW_15M_NS))})
     sites = pl.DataFrame({"site_id": list(expected), "expected": list(expected.values())})
     seen = (
@@ -261,8 +272,13 @@ def rollup_15m_devices_complete(context: dg.AssetCheckExecutionContext, store: T
     reporting = int(grid["reporting"].sum())
     total = int(grid["expected"].sum())
     metadata: dict[str, object] = {
-        "devices_expected": total,
-        "devices_reporting": reporting,
+        "devices_expected": int(sum(expected.values())),
+        "devices_reporting": int(
+            rows.filter(pl.col("site_id").is_in(list(expected)))
+            .select("site_id", "device_id")
+            .unique()
+            .height
+        ),
         "completeness_pct": round(100.0 * min(reporting, total) / total, 3) if total else 100.0,
         "incomplete_windows": short.height,
     }
@@ -271,6 +287,14 @@ def rollup_15m_devices_complete(context: dg.AssetCheckExecutionContext, store: T
     return dg.AssetCheckResult(
         passed=short.height == 0, severity=dg.AssetCheckSeverity.WARN, metadata=metadata
     )
+
+
+rollup_15m_devices_complete = _as_check(
+    r.rollup_15m,
+    "rollup_15m_devices_complete",
+    "devices reporting vs expected_devices per site and window (warns, never blocks)",
+    devices_complete,
+)
 
 
 ALL_CHECKS = [*SCHEMA_CHECKS, *RECONCILIATION, rollup_15m_devices_complete]
