@@ -29,6 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import contextlib
+
 from telemetry_cli.services import free_port, start_nats, stop_process  # noqa: E402
 
 PUBLISHER = r"""
@@ -73,10 +75,8 @@ async def _reset(url: str) -> None:
     js = nc.jetstream()
     await ensure_streams(js)
     await js.purge_stream("IOT")
-    try:
+    with contextlib.suppress(Exception):
         await js.delete_consumer("IOT", "telemetry-ingest")
-    except Exception:
-        pass
     await nc.close()
 
 
