@@ -1,0 +1,122 @@
+"""A throwaway local Dagster (webserver + daemon) for ``telemetry demo`` and tests.
+
+Imports nothing from Dagster: it writes an instance file and starts ``dagster dev`` in a
+subprocess. The instance lives in ``home`` (SQLite storage) and survives restarts of the
+demo; ``dagster dev`` without ``DAGSTER_HOME`` would use a temporary folder and delete it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+LOCAL_INSTANCE = """\
+# Written by telemetry_assets.local: a local instance for `telemetry demo` (SQLite storage
+# under this folder). Production uses the repository's dagster.yaml (PostgreSQL).
+storage:
+  sqlite:
+    base_dir: {storage}
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: {max_runs}
+concurrency:
+  pools:
+    default_limit: 1
+    granularity: op
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+telemetry:
+  enabled: false
+"""
+
+READY_QUERY = """
+query { workspaceOrError { __typename ... on Workspace { locationEntries {
+  name locationOrLoadError { __typename } } } } }
+"""
+
+
+def write_instance(home: Path, *, max_runs: int = 2) -> Path:
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "dagster.yaml"
+    path.write_text(
+        LOCAL_INSTANCE.format(storage=json.dumps(str(home / "storage")), max_runs=max_runs)
+    )
+    return path
+
+
+def dagster_command() -> list[str]:
+    exe = Path(sys.executable).with_name("dagster")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "dagster"]
+
+
+def start_dagster(
+    home: Path,
+    port: int,
+    env: dict[str, str],
+    *,
+    log_path: Path | None = None,
+    module: str = "telemetry_assets.definitions",
+) -> subprocess.Popen:
+    """Write ``home/dagster.yaml`` and start ``dagster dev`` on 127.0.0.1:``port``.
+
+    ``env`` is laid over the current environment (pass TELEMETRY_STORE_URL and
+    TELEMETRY_CONFIG there); schedules and sensors start RUNNING by their defaults.
+    """
+    home = Path(home).resolve()
+    write_instance(home)
+    run_env = {**os.environ, **env, "DAGSTER_HOME": str(home)}
+    cmd = [*dagster_command(), "dev", "-m", module, "-h", "127.0.0.1", "-p", str(port)]
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            return subprocess.Popen(
+                cmd, env=run_env, stdout=log, stderr=subprocess.STDOUT, cwd=home
+            )
+    return subprocess.Popen(cmd, env=run_env, cwd=home)
+
+
+def graphql(url: str, query: str, variables: dict | None = None, timeout: float = 30.0) -> dict:
+    """POST a GraphQL query to a Dagster webserver; returns ``data`` or raises."""
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(
+        url.rstrip("/") + "/graphql", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        payload = json.loads(response.read())
+    if payload.get("errors"):
+        raise RuntimeError("; ".join(e.get("message", str(e)) for e in payload["errors"]))
+    return payload["data"]
+
+
+def is_ready(url: str) -> bool:
+    """The webserver answers and the code location has loaded."""
+    try:
+        data = graphql(url, READY_QUERY, timeout=5)
+    except (OSError, RuntimeError, ValueError):
+        return False
+    workspace = data.get("workspaceOrError") or {}
+    entries = workspace.get("locationEntries") or []
+    return bool(entries) and all(
+        (e.get("locationOrLoadError") or {}).get("__typename") == "RepositoryLocation"
+        for e in entries
+    )
+
+
+def wait_ready(port: int, timeout: float = 120.0, host: str = "127.0.0.1") -> bool:
+    """Wait until the webserver on ``port`` serves the loaded code location."""
+    url = f"http://{host}:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_ready(url):
+            return True
+        time.sleep(0.5)
+    return False

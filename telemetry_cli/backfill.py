@@ -1,0 +1,239 @@
+"""``telemetry backfill``: launch a real Dagster backfill for a time range, show progress.
+
+The backfill goes through the webserver's GraphQL API (``launchPartitionBackfill``), so it
+is the same object the UI creates: visible under Overview → Backfills, run by the daemon
+in chunks (each asset's backfill policy), cancellable from the UI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+HELP = """Launch a Dagster backfill of the rollups for [--start, --end) and follow it until it
+ends. Times are RFC 3339 (2026-11-20T07:00:00Z), a date, 'now' or relative (-8h, -2d).
+Every 15-minute and hourly window overlapping the range is recomputed, up to the last
+complete window. With --site, only that site's device and site rows are rewritten (the
+portfolio is recomputed whole). Needs a running Dagster webserver and daemon
+(`dagster dev`, or `telemetry demo`). Exit status: 0 when every run succeeded, 1 when the
+backfill failed or was canceled, 2 on bad input or an unreachable webserver."""
+
+QUARTER_ASSETS = ("rollup_15m", "site_15m", "portfolio_15m")
+HOURLY_ASSETS = ("rollup_1h", "site_1h", "portfolio_1h")
+SITE_TAG = "telemetry/site"
+DEFAULT_URL = "http://127.0.0.1:3000"
+DONE_OK = {"COMPLETED", "COMPLETED_SUCCESS"}
+DONE_BAD = {"FAILED", "COMPLETED_FAILED", "CANCELED"}
+
+LAUNCH = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on PartitionKeysNotFoundError { message }
+    ... on InvalidSubsetError { message }
+    ... on UnauthorizedError { message }
+    ... on RunConflict { message }
+    ... on InvalidStepError { invalidStepKey }
+    ... on InvalidOutputError { invalidOutputName }
+  }
+}
+"""
+
+PROGRESS = """
+query Progress($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill {
+      id
+      status
+      error { message }
+      assetBackfillData {
+        assetBackfillStatuses {
+          __typename
+          ... on AssetPartitionsStatusCounts {
+            assetKey { path }
+            numPartitionsTargeted
+            numPartitionsInProgress
+            numPartitionsMaterialized
+            numPartitionsFailed
+          }
+        }
+      }
+    }
+    ... on PythonError { message }
+    ... on BackfillNotFoundError { message }
+  }
+}
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "backfill",
+        help="launch a Dagster backfill for a time range and show its progress",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--start", required=True, help="range start (inclusive)")
+    p.add_argument("--end", required=True, help="range end (exclusive)")
+    p.add_argument("--site", help="rewrite only this site's rows")
+    p.add_argument(
+        "--url",
+        default=None,
+        help=f"Dagster webserver (default $TELEMETRY_DAGSTER_URL or {DEFAULT_URL})",
+    )
+    p.add_argument(
+        "--assets",
+        nargs="+",
+        choices=(*QUARTER_ASSETS, *HOURLY_ASSETS),
+        metavar="ASSET",
+        help="only these rollup assets (default: all six: "
+        + ", ".join((*QUARTER_ASSETS, *HOURLY_ASSETS))
+        + ")",
+    )
+    p.add_argument("--no-wait", action="store_true", help="launch and exit")
+    p.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+
+
+def partition_ranges(start_ns: int, end_ns: int, now: int) -> dict[str, tuple[str, str] | None]:
+    """First and last partition key per grain overlapping ``[start, end)``, clamped to the
+    last complete window (the current one is not a partition yet)."""
+    from telemetry_assets.partitions import PARTITIONS_START
+    from telemetry_cli.errors import CliError
+    from telemetry_core.timeutil import format_rfc3339, from_datetime
+    from telemetry_core.windows import HOUR_NS, WINDOW_15M_NS, partition_key, window_start
+
+    if end_ns <= start_ns:
+        raise CliError("--end must be after --start")
+    first_partition = from_datetime(PARTITIONS_START)
+    if end_ns <= first_partition:
+        raise CliError(
+            f"the range ends before the first partition ({format_rfc3339(first_partition)})"
+        )
+    start_ns = max(start_ns, first_partition)
+    out: dict[str, tuple[str, str] | None] = {}
+    for grain, width in (("15m", WINDOW_15M_NS), ("1h", HOUR_NS)):
+        first = window_start(start_ns, width)
+        last = min(window_start(end_ns - 1, width), window_start(now, width) - width)
+        out[grain] = (partition_key(first), partition_key(last)) if last >= first else None
+    if out["15m"] is None:
+        raise CliError("the range holds no complete 15-minute window yet")
+    return out
+
+
+def backfill_params(
+    ranges: dict[str, tuple[str, str] | None], assets: list[str], site: str | None, title: str
+) -> dict:
+    selectors = []
+    for asset in assets:
+        grain = "15m" if asset in QUARTER_ASSETS else "1h"
+        if ranges[grain] is None:
+            continue
+        start, end = ranges[grain]
+        selectors.append(
+            {"assetKey": {"path": [asset]}, "partitions": {"range": {"start": start, "end": end}}}
+        )
+    params: dict = {"partitionsByAssets": selectors, "title": title}
+    if site:
+        params["tags"] = [{"key": SITE_TAG, "value": site}]
+    return params
+
+
+def _call(url: str, query: str, variables: dict) -> dict:
+    from telemetry_assets.local import graphql
+    from telemetry_cli.errors import CliError
+
+    try:
+        return graphql(url, query, variables)
+    except OSError as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CliError(
+            f"cannot reach the Dagster webserver at {url} ({reason}); start it with "
+            "`dagster dev` or `telemetry demo`, or set --url / TELEMETRY_DAGSTER_URL"
+        ) from None
+    except (RuntimeError, ValueError) as exc:
+        raise CliError(f"the Dagster webserver at {url} refused the request: {exc}") from None
+
+
+def summarize(backfill: dict) -> tuple[str, int, int, int, int]:
+    statuses = (backfill.get("assetBackfillData") or {}).get("assetBackfillStatuses") or []
+    targeted = done = running = failed = 0
+    for s in statuses:
+        targeted += s.get("numPartitionsTargeted", 0)
+        done += s.get("numPartitionsMaterialized", 0)
+        running += s.get("numPartitionsInProgress", 0)
+        failed += s.get("numPartitionsFailed", 0)
+    return backfill["status"], targeted, done, running, failed
+
+
+def run(args: argparse.Namespace) -> int:
+    from telemetry_cli.errors import CliError
+    from telemetry_core.identifiers import check_name
+    from telemetry_core.timeutil import now_ns, parse_time_arg
+
+    url = (args.url or os.environ.get("TELEMETRY_DAGSTER_URL") or DEFAULT_URL).rstrip("/")
+    site = check_name(args.site, "site id") if args.site else None
+    now = now_ns()
+    start_ns = parse_time_arg(args.start, now=now)
+    end_ns = parse_time_arg(args.end, now=now)
+    ranges = partition_ranges(start_ns, end_ns, now)
+    assets = list(args.assets or (*QUARTER_ASSETS, *HOURLY_ASSETS))
+    title = f"telemetry backfill {args.start} .. {args.end}" + (f" site {site}" if site else "")
+    params = backfill_params(ranges, assets, site, title)
+    if not params["partitionsByAssets"]:
+        raise CliError("the range holds no complete window for the selected assets")
+
+    result = _call(url, LAUNCH, {"params": params})["launchPartitionBackfill"]
+    if result["__typename"] != "LaunchBackfillSuccess":
+        detail = result.get("message") or result["__typename"]
+        raise CliError(f"Dagster refused the backfill: {detail.strip().splitlines()[0]}")
+    backfill_id = result["backfillId"]
+    q, h = ranges["15m"], ranges["1h"]
+    print(
+        f"backfill {backfill_id}: 15m {q[0]}..{q[1]}"
+        + (f", 1h {h[0]}..{h[1]}" if h else "")
+        + (f", site {site}" if site else "")
+    )
+    print(f"UI: {url}/runs/b/{backfill_id}?tab=partitions")
+    if args.no_wait:
+        return 0
+    return follow(url, backfill_id, args.poll)
+
+
+def follow(url: str, backfill_id: str, poll: float) -> int:
+    from telemetry_cli.errors import CliError
+
+    last = None
+    tty = sys.stdout.isatty()
+    try:
+        while True:
+            data = _call(url, PROGRESS, {"id": backfill_id})["partitionBackfillOrError"]
+            if data["__typename"] != "PartitionBackfill":
+                raise CliError(f"backfill {backfill_id}: {data.get('message', data['__typename'])}")
+            status, targeted, done, running, failed = summarize(data)
+            line = (
+                f"{status.lower():<18} {done}/{targeted} asset partitions done, "
+                f"{running} running, {failed} failed"
+            )
+            if line != last:
+                print(line.ljust(78), end="\r" if tty else "\n", flush=True)
+                last = line
+            if status in DONE_OK or status in DONE_BAD:
+                if tty:
+                    print()
+                error = (data.get("error") or {}).get("message")
+                if status in DONE_BAD or failed:
+                    reason = f": {error.strip().splitlines()[0]}" if error else ""
+                    print(f"backfill {backfill_id} {status.lower()}{reason}", file=sys.stderr)
+                    return 1
+                print(f"backfill {backfill_id} completed")
+                return 0
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        print(f"\nstopped following; backfill {backfill_id} continues in Dagster", file=sys.stderr)
+        return 130
