@@ -97,27 +97,27 @@ def encode_points(
     """Store point tuples ``(measurement, site_id, device_id, field, time_ns, value)`` as
     lines of ``<measurement>,device_id=..,field=..,measurement=..,site_id=.. value=<v> <t>``.
 
-    ``cache`` maps a series key to its escaped prefix; pass the same dict across calls.
-    ``check`` validates a series key the first time it is seen (before anything is sent).
+    ``cache`` maps a series key to its escaped prefix; pass the same dict across calls
+    (with the same ``measurement``). ``check`` validates a series key the first time it is
+    seen, before anything is sent. Times must be ints: a float would not survive anyway.
     """
-    prefixes = {} if cache is None else cache
-    lines = []
-    append = lines.append
-    for key_m, key_s, key_d, key_f, t, v in points:
-        key = (key_m, key_s, key_d, key_f)
-        prefix = prefixes.get(key)
-        if prefix is None:
-            if check is not None:
-                check(key)
-            prefix = series_prefix(
-                measurement,
-                {"measurement": key_m, "site_id": key_s, "device_id": key_d, "field": key_f},
-                "value",
-            )
-            prefixes[key] = prefix
-        append(f"{prefix}{v!r} {t:d}")
-    if not lines:
+    prefixes: dict[tuple[str, str, str, str], str] = {} if cache is None else cache
+    rows = points if isinstance(points, list | tuple) else list(points)
+    if not rows:
         return ""
+    # Fast path: one list comprehension over cached prefixes (about twice the speed of a
+    # loop with a lookup-or-build branch). A new series costs one retry of the batch.
+    try:
+        lines = [f"{prefixes[(m, s, d, f)]}{v!r} {t}" for m, s, d, f, t, v in rows]
+    except KeyError:
+        for m, s, d, f, _, _ in rows:
+            key = (m, s, d, f)
+            if key not in prefixes:
+                if check is not None:
+                    check(key)
+                tags = {"measurement": m, "site_id": s, "device_id": d, "field": f}
+                prefixes[key] = series_prefix(measurement, tags, "value")
+        lines = [f"{prefixes[(m, s, d, f)]}{v!r} {t}" for m, s, d, f, t, v in rows]
     body = "\n".join(lines)
     # One C-speed pass instead of an isfinite() call per value: repr() of a non-finite
     # float is 'nan'/'inf', and " value=" (unescaped space and equals) only starts a field.

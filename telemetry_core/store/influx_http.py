@@ -75,6 +75,13 @@ class V1Http:
         self._conn: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()
 
+    def fork(self) -> V1Http:
+        """Another connection with the same settings, for a concurrent request."""
+        twin = object.__new__(V1Http)
+        twin.__dict__.update(self.__dict__)
+        twin._conn, twin._lock = None, threading.Lock()
+        return twin
+
     # -- transport -------------------------------------------------------------------
     def _connect(self) -> http.client.HTTPConnection:
         if self._tls:

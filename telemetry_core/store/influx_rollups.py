@@ -11,6 +11,7 @@ per-series results come back, never the raw points.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from telemetry_core.identifiers import check_field, check_name
@@ -22,6 +23,7 @@ from telemetry_core.windows import HOUR_NS, WINDOW_15M_NS, windows_between
 if TYPE_CHECKING:
     import polars as pl
 
+    from telemetry_core.store.influx_http import V1Http
     from telemetry_core.store.influx_store import Writer
 
 _VALUE = quote_ident("value")
@@ -30,6 +32,7 @@ _ROLLUP_FIELDS = {
     "last": "float", "first_time": "int", "last_time": "int", "is_work_hours": "int",
 }  # fmt: skip
 _STATEMENTS_PER_REQUEST = 200
+_PARALLEL_WINDOWS = 8
 
 
 def level_width(level: str) -> int:
@@ -42,8 +45,11 @@ def rollup_measurement(level: str) -> str:
 
 class RollupMixin:
     _writer: Writer
+    _http: V1Http
 
     def query(self, statements: str) -> list: ...  # provided by InfluxStore
+
+    def _ensure(self) -> None: ...  # provided by InfluxStore
 
     # -- raw -> partials, computed by the server ---------------------------------------
     def aggregate_raw(
@@ -57,40 +63,70 @@ class RollupMixin:
             raise ValueError("window width must be positive")
         site = tag_filters(site_id=site_id)
         raw = quote_ident(RAW)
-        (stats,) = self.query(
-            f"SELECT count({_VALUE}), sum({_VALUE}), min({_VALUE}), max({_VALUE}), "
-            f"first({_VALUE}), last({_VALUE}) FROM {raw} "
+        stats_query = (
+            f"SELECT count({_VALUE}), sum({_VALUE}), min({_VALUE}), max({_VALUE}) FROM {raw} "
             f"WHERE time >= {start_ns} AND time < {end_ns}{site} "
             f"GROUP BY time({width_ns}ns), * fill(none)"
         )
+        windows = list(windows_between(start_ns, end_ns, width_ns))
+        if len(windows) <= _PARALLEL_WINDOWS:
+            # A rollup run: the selectors go on a second connection while the server
+            # computes the statistics (InfluxDB runs concurrent requests on other cores).
+            self._ensure()  # set-up (database, bucket) before the second connection
+            with ThreadPoolExecutor(1) as pool:
+                picked = pool.submit(self._selectors, windows, start_ns, end_ns, width_ns, site)
+                (stats,) = self.query(stats_query)
+                selected = picked.result()
+        else:  # a long range: only ask for the selectors of windows that hold data
+            (stats,) = self.query(stats_query)
+            busy = sorted({row[0] for s in stats for row in s.values if row[1]})
+            selected = self._selectors(busy, start_ns, end_ns, width_ns, site)
         rows: dict[tuple, list] = {}
         for s in stats:
             key = series_key(s)
-            for ws, n, total, lo, hi, first, last in s.values:
+            for ws, n, total, lo, hi in s.values:
                 if n:
-                    rows[(ws, *key)] = [n, total, lo, hi, first, last, None, None]
-        windows = sorted({k[0] for k in rows})
-        per_request = _STATEMENTS_PER_REQUEST // 2
-        for i in range(0, len(windows), per_request):
-            statements = []
-            for ws in windows[i : i + per_request]:
-                lo, hi = max(ws, start_ns), min(ws + width_ns, end_ns)
-                where = f"WHERE time >= {lo} AND time < {hi}{site} GROUP BY *"
-                statements.append(f"SELECT first({_VALUE}) FROM {raw} {where}")
-                statements.append(f"SELECT last({_VALUE}) FROM {raw} {where}")
-            results = self.query("; ".join(statements))
-            for j, ws in enumerate(windows[i : i + per_request]):
-                for slot, result in ((6, results[2 * j]), (7, results[2 * j + 1])):
-                    for s in result:
-                        row = rows.get((ws, *series_key(s)))
-                        if row is not None and s.values:
-                            row[slot] = s.values[0][0]
+                    first, last, t0, t1 = selected.get((ws, *key), (None,) * 4)
+                    rows[(ws, *key)] = [n, total, lo, hi, first, last, t0, t1]
         names = list(PARTIAL_SCHEMA)
         cols: dict[str, list] = {name: [] for name in names}
         for key, values in rows.items():
             for name, value in zip(names, (*key, *values), strict=True):
                 cols[name].append(value)
         return sort_keys(frame(cols, PARTIAL_SCHEMA), "window_start")
+
+    def _selectors(
+        self, windows: list[int], start_ns: int, end_ns: int, width_ns: int, site: str
+    ) -> dict[tuple, tuple]:
+        """First and last point (value and real time) per window and series: ``first()``
+        and ``last()`` without ``GROUP BY time()`` keep the point's own timestamp."""
+        from telemetry_core.store.influx_frames import series_key
+        from telemetry_core.store.influx_store import RAW
+
+        raw = quote_ident(RAW)
+        out: dict[tuple, tuple] = {}
+        http = self._http.fork()
+        try:
+            per_request = _STATEMENTS_PER_REQUEST // 2
+            for i in range(0, len(windows), per_request):
+                chunk = windows[i : i + per_request]
+                statements = []
+                for ws in chunk:
+                    lo, hi = max(ws, start_ns), min(ws + width_ns, end_ns)
+                    where = f"WHERE time >= {lo} AND time < {hi}{site} GROUP BY *"
+                    statements.append(f"SELECT first({_VALUE}) FROM {raw} {where}")
+                    statements.append(f"SELECT last({_VALUE}) FROM {raw} {where}")
+                results = http.query("; ".join(statements))
+                for j, ws in enumerate(chunk):
+                    lasts = {series_key(s): s.values[0] for s in results[2 * j + 1] if s.values}
+                    for s in results[2 * j]:
+                        key = series_key(s)
+                        if s.values and key in lasts:
+                            (t0, first), (t1, last) = s.values[0][:2], lasts[key][:2]
+                            out[(ws, *key)] = (first, last, t0, t1)
+        finally:
+            http.close()
+        return out
 
     # -- rollups ---------------------------------------------------------------------
     def replace_rollups(

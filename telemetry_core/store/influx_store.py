@@ -103,38 +103,42 @@ class InfluxStore(RollupMixin):
         if not points:
             return WriteResult(0)
         body = encode_points(points, measurement=RAW, cache=self._prefixes, check=_series_checker)
-        width = WINDOW_15M_NS
+        times = [p[4] for p in points]
+        lo, hi = min(times), max(times)
+        self._ensure()
+        self._writer.write(body)
+        # Checked after the write: a rollup recorded before this check is seen here, one
+        # that starts later reads these points; one running meanwhile is covered by
+        # late_cutoff_ns (its window has ended), as with the SQLite store.
+        done = self._rolled_up_15m(lo - lo % WINDOW_15M_NS, hi - hi % WINDOW_15M_NS)
+        cut = (
+            late_cutoff_ns is not None and lo - lo % WINDOW_15M_NS + WINDOW_15M_NS <= late_cutoff_ns
+        )
+        if not done and not cut:
+            return WriteResult(len(points))  # the common case: no per-point bookkeeping
         counts: dict[tuple[int, str], int] = {}
         get = counts.get
         for _, s, _, _, t, _ in points:
-            wk = (t - t % width, s)
+            wk = (t - t % WINDOW_15M_NS, s)
             counts[wk] = get(wk, 0) + 1
-        self._ensure()
-        self._writer.write(body)
-        # Checked after the write: a rollup that starts later reads these points, one that
-        # finished earlier is seen here, so no late point slips between the two.
-        late = self._late(counts, late_cutoff_ns)
-        return WriteResult(len(points), tuple(late))
-
-    def _late(self, counts: dict[tuple[int, str], int], cutoff: int | None) -> list:
-        starts = [ws for ws, _ in counts]
-        lo, hi = min(starts), max(starts)
-        (series,) = self.query(
-            f"SELECT {quote_ident('at')} FROM {quote_ident(ROLLED_UP)} "
-            f"WHERE {quote_ident('level')} = '15m' AND time >= {lo} AND time <= {hi} "
-            f"GROUP BY {quote_ident('site_id')}"
-        )
-        done = {(row[0], s.tags["site_id"]) for s in series for row in s.values}
         late = sorted(
             wk
             for wk in counts
-            if (cutoff is not None and wk[0] + WINDOW_15M_NS <= cutoff)
+            if (late_cutoff_ns is not None and wk[0] + WINDOW_15M_NS <= late_cutoff_ns)
             or (wk[0], ALL) in done
             or wk in done
         )
         if late:
             self._mark_late(late, counts)
-        return late
+        return WriteResult(len(points), tuple(late))
+
+    def _rolled_up_15m(self, lo: int, hi: int) -> set[tuple[int, str]]:
+        (series,) = self.query(
+            f"SELECT {quote_ident('at')} FROM {quote_ident(ROLLED_UP)} "
+            f"WHERE {quote_ident('level')} = '15m' AND time >= {lo} AND time <= {hi} "
+            f"GROUP BY {quote_ident('site_id')}"
+        )
+        return {(row[0], s.tags["site_id"]) for s in series for row in s.values}
 
     def _marks(self, lo: int, hi: int) -> dict[tuple[int, str], dict]:
         cols = ("points", "first_marked_at", "last_marked_at", "cleared_up_to")
