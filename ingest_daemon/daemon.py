@@ -62,7 +62,11 @@ class Daemon:
         self.grace_ns = self.config.rollups.grace_seconds * NS
         self.on_commit = on_commit
         self.pull_batch = max(64, min(1000, settings.batch_size))
+        # Memory bound: messages and points received but not yet acknowledged.
         self.max_held = max(4 * settings.batch_size, 4 * self.pull_batch)
+        self.max_held_points = 4 * settings.batch_size
+        self._held_points = 0
+        self._points_per_msg = 1.0  # running estimate, sizes pull requests
         self.http_port: int | None = None
         self._batch = Batch()
         self._batch_timer: asyncio.TimerHandle | None = None
@@ -206,12 +210,19 @@ class Daemon:
         while True:
             self._wake.clear()
             self.requests.expire_stale()
-            room = self.max_held - self._held - self.requests.outstanding
+            capacity = min(self.max_held, int(self.max_held_points / self._points_per_msg))
+            room = (
+                min(
+                    self.max_held - self._held,
+                    int((self.max_held_points - self._held_points) / self._points_per_msg),
+                )
+                - self.requests.outstanding
+            )
             if (
                 self._store_up
                 and nc.is_connected
                 and self.requests.count < 2
-                and room >= self.pull_batch // 2
+                and room >= max(1, min(self.pull_batch, capacity) // 2)
             ):
                 n = min(self.pull_batch, room)
                 try:
@@ -258,6 +269,9 @@ class Daemon:
             )
         else:
             decoded = decode_message(msg.subject, msg.data, headers, now, self.limits)
+        n_points = len(decoded.points)
+        self._held_points += n_points
+        self._points_per_msg += (max(n_points, 1) - self._points_per_msg) * 0.01
         b = self._batch
         b.msgs.append(msg)
         b.arrived_ns.append(ack.timestamp_ns)
@@ -330,6 +344,7 @@ class Daemon:
             stored = work[0].result() if batch.points else (0, 0, 0.0)
         except Exception:
             self._held -= len(batch.msgs)  # abandoned at shutdown: redelivered later
+            self._held_points -= len(batch.points)
             return
         failed_dlq = {
             id(m) for (m, _, _), f in zip(batch.rejected, dlq, strict=True) if not f.result()
@@ -339,6 +354,7 @@ class Daemon:
             if id(msg) not in failed_dlq:
                 await msg.ack()
         self._held -= len(batch.msgs)
+        self._held_points -= len(batch.points)
         self._wake.set()
         m = self.metrics
         points, late, elapsed = stored
