@@ -53,6 +53,7 @@ import os
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from telemetry_core.identifiers import check_name
+from telemetry_core.store.base import StoreUnavailable
 from telemetry_core.store.influx_http import InfluxRequestError, V1Http, quote_ident
 from telemetry_core.store.influx_store import InfluxStore
 
@@ -70,8 +71,12 @@ class V1Writer:
         self._http = http
 
     def setup(self) -> None:
-        # 2.x/3.x refuse CREATE DATABASE on /query: their buckets map or appear on write.
-        with contextlib.suppress(InfluxRequestError):
+        (series,) = self._http.query("SHOW DATABASES")  # raises when the server is down
+        if any(row and row[0] == self._http.database for s in series for row in s.values):
+            return
+        # 2.x/3.x refuse CREATE DATABASE on /query (some with a 5xx): their buckets map,
+        # or their databases appear, on the first write.
+        with contextlib.suppress(InfluxRequestError, StoreUnavailable):
             self._http.query(f"CREATE DATABASE {quote_ident(self._http.database)}")
 
     def write(self, body: str) -> None:

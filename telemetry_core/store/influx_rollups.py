@@ -1,10 +1,10 @@
 """Rollup side of the InfluxDB store: server-side raw aggregation and whole-window replace.
 
-Why the aggregation is split in two kinds of InfluxQL statement: with ``GROUP BY time()``
-InfluxDB labels ``first()``/``last()`` with the window start, not the point's time, so one
-statement computes ``count, sum, min, max, first, last`` for every window and series, and
-a ``first()``/``last()`` pair *without* ``GROUP BY time()`` per window returns the real
-``first_time``/``last_time``. All statements go to the server in one request; only the
+Why the aggregation is split over several InfluxQL statements: with ``GROUP BY time()``
+InfluxDB labels ``first()``/``last()`` with the window start, not the point's time, so
+``count, sum, min, max`` come from ``GROUP BY time(<width>), *`` and a ``first()`` and a
+``last()`` statement per window *without* ``GROUP BY time()`` return the real
+``first_time``/``last_time`` with their values. They run as concurrent requests; only
 per-series results come back, never the raw points.
 """
 
@@ -61,33 +61,39 @@ class RollupMixin:
         start_ns, end_ns, width_ns = int(start_ns), int(end_ns), int(width_ns)
         if width_ns <= 0:
             raise ValueError("window width must be positive")
-        site = tag_filters(site_id=site_id)
-        raw = quote_ident(RAW)
-        stats_query = (
-            f"SELECT count({_VALUE}), sum({_VALUE}), min({_VALUE}), max({_VALUE}) FROM {raw} "
-            f"WHERE time >= {start_ns} AND time < {end_ns}{site} "
-            f"GROUP BY time({width_ns}ns), * fill(none)"
-        )
+        where = f"FROM {quote_ident(RAW)} WHERE time >= {start_ns} AND time < {end_ns}"
+        where += tag_filters(site_id=site_id)
+        group = f"GROUP BY time({width_ns}ns), * fill(none)"
+        stats = [
+            f"SELECT count({_VALUE}), sum({_VALUE}) {where} {group}",
+            f"SELECT min({_VALUE}), max({_VALUE}) {where} {group}",
+        ]
         windows = list(windows_between(start_ns, end_ns, width_ns))
-        if len(windows) <= _PARALLEL_WINDOWS:
-            # A rollup run: the selectors go on a second connection while the server
-            # computes the statistics (InfluxDB runs concurrent requests on other cores).
-            self._ensure()  # set-up (database, bucket) before the second connection
-            with ThreadPoolExecutor(1) as pool:
-                picked = pool.submit(self._selectors, windows, start_ns, end_ns, width_ns, site)
-                (stats,) = self.query(stats_query)
-                selected = picked.result()
-        else:  # a long range: only ask for the selectors of windows that hold data
-            (stats,) = self.query(stats_query)
-            busy = sorted({row[0] for s in stats for row in s.values if row[1]})
-            selected = self._selectors(busy, start_ns, end_ns, width_ns, site)
+        if not windows or start_ns >= end_ns:
+            return frame({}, PARTIAL_SCHEMA)
+        short = len(windows) <= _PARALLEL_WINDOWS
+        sel = self._selector_requests(windows, start_ns, end_ns, width_ns, site_id) if short else []
+        (count_sum,), (min_max,), *picked = self._parallel(stats + sel)
         rows: dict[tuple, list] = {}
-        for s in stats:
+        for s in count_sum:
             key = series_key(s)
-            for ws, n, total, lo, hi in s.values:
+            for ws, n, total in s.values:
                 if n:
-                    first, last, t0, t1 = selected.get((ws, *key), (None,) * 4)
-                    rows[(ws, *key)] = [n, total, lo, hi, first, last, t0, t1]
+                    rows[(ws, *key)] = [n, total, None, None, None, None, None, None]
+        for s in min_max:
+            key = series_key(s)
+            for ws, lo, hi in s.values:
+                row = rows.get((ws, *key))
+                if row is not None:
+                    row[2:4] = lo, hi
+        if not short:  # a long range: ask only about the windows that hold data
+            busy = sorted({k[0] for k in rows})
+            for i in range(0, len(busy), _STATEMENTS_PER_REQUEST):
+                chunk = busy[i : i + _STATEMENTS_PER_REQUEST]
+                requests = self._selector_requests(chunk, start_ns, end_ns, width_ns, site_id)
+                self._fill_selectors(rows, chunk, self._parallel(requests))
+        else:
+            self._fill_selectors(rows, windows, picked)
         names = list(PARTIAL_SCHEMA)
         cols: dict[str, list] = {name: [] for name in names}
         for key, values in rows.items():
@@ -95,38 +101,55 @@ class RollupMixin:
                 cols[name].append(value)
         return sort_keys(frame(cols, PARTIAL_SCHEMA), "window_start")
 
-    def _selectors(
-        self, windows: list[int], start_ns: int, end_ns: int, width_ns: int, site: str
-    ) -> dict[tuple, tuple]:
-        """First and last point (value and real time) per window and series: ``first()``
-        and ``last()`` without ``GROUP BY time()`` keep the point's own timestamp."""
-        from telemetry_core.store.influx_frames import series_key
-        from telemetry_core.store.influx_store import RAW
+    def _selector_requests(
+        self, windows: list[int], start_ns: int, end_ns: int, width_ns: int, site_id: str | None
+    ) -> list[str]:
+        """Two requests (first, last), one statement per window. ``first()``/``last()``
+        without ``GROUP BY time()`` return the point's own timestamp."""
+        from telemetry_core.store.influx_store import RAW, tag_filters
 
-        raw = quote_ident(RAW)
-        out: dict[tuple, tuple] = {}
-        http = self._http.fork()
-        try:
-            per_request = _STATEMENTS_PER_REQUEST // 2
-            for i in range(0, len(windows), per_request):
-                chunk = windows[i : i + per_request]
-                statements = []
-                for ws in chunk:
-                    lo, hi = max(ws, start_ns), min(ws + width_ns, end_ns)
-                    where = f"WHERE time >= {lo} AND time < {hi}{site} GROUP BY *"
-                    statements.append(f"SELECT first({_VALUE}) FROM {raw} {where}")
-                    statements.append(f"SELECT last({_VALUE}) FROM {raw} {where}")
-                results = http.query("; ".join(statements))
-                for j, ws in enumerate(chunk):
-                    lasts = {series_key(s): s.values[0] for s in results[2 * j + 1] if s.values}
-                    for s in results[2 * j]:
-                        key = series_key(s)
-                        if s.values and key in lasts:
-                            (t0, first), (t1, last) = s.values[0][:2], lasts[key][:2]
-                            out[(ws, *key)] = (first, last, t0, t1)
-        finally:
-            http.close()
+        out = []
+        for fn in ("first", "last"):
+            statements = []
+            for ws in windows:
+                lo, hi = max(ws, start_ns), min(ws + width_ns, end_ns)
+                statements.append(
+                    f"SELECT {fn}({_VALUE}) FROM {quote_ident(RAW)} WHERE time >= {lo} "
+                    f"AND time < {hi}{tag_filters(site_id=site_id)} GROUP BY *"
+                )
+            out.append("; ".join(statements))
         return out
+
+    @staticmethod
+    def _fill_selectors(rows: dict[tuple, list], windows: list[int], results: list) -> None:
+        from telemetry_core.store.influx_frames import series_key
+
+        firsts, lasts = results
+        for j, ws in enumerate(windows):
+            for slot, series in ((0, firsts[j]), (1, lasts[j])):
+                for s in series:
+                    row = rows.get((ws, *series_key(s)))
+                    if row is not None and s.values:
+                        t, value = s.values[0][:2]
+                        row[4 + slot], row[6 + slot] = value, t
+
+    def _parallel(self, requests: list[str]) -> list[list]:
+        """Each request on its own connection at the same time: InfluxDB runs concurrent
+        requests on separate cores, and every aggregate is a separate scan of the window
+        (measured on 4.5 M values: 4.6 s sequential, 2.6 s as four requests)."""
+        self._ensure()
+
+        def run(statements: str) -> list:
+            http = self._http.fork()
+            try:
+                return http.query(statements)
+            finally:
+                http.close()
+
+        if len(requests) == 1:
+            return [self.query(requests[0])]
+        with ThreadPoolExecutor(len(requests)) as pool:
+            return list(pool.map(run, requests))
 
     # -- rollups ---------------------------------------------------------------------
     def replace_rollups(

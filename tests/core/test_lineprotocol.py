@@ -9,6 +9,8 @@ and requests captured by a local ``http.server`` standing in for InfluxDB 1.x an
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -378,7 +380,8 @@ def test_influxdb_v1_auth_and_errors(fake, monkeypatch):
     monkeypatch.delenv("INFLUXDB_TOKEN", raising=False)
     store = open_store(f"influxdb://user:p%40ss@127.0.0.1:{fake.port}/telemetry")
     store.write_points(POINTS)
-    create, *_ = fake.find("/query")
+    show, create, *_ = fake.find("/query")
+    assert parse_qs(show[3].decode())["q"] == ["SHOW DATABASES"]
     assert parse_qs(create[3].decode())["q"] == ['CREATE DATABASE "telemetry"']
     (write,) = fake.find("/write")
     assert parse_qs(urlsplit(write[1]).query) == {"db": ["telemetry"], "precision": ["ns"]}
@@ -410,3 +413,19 @@ def test_influxdb_v1_auth_and_errors(fake, monkeypatch):
 def test_bad_influx_urls_refused(url):
     with pytest.raises(ValueError):
         open_store(url)
+
+
+def test_influx_write_path_does_not_load_polars():
+    """The daemon writes through this path and must stay light (see test_boundary.py)."""
+    code = (
+        "import sys\n"
+        "from telemetry_core.store import StoreUnavailable, open_store\n"
+        "store = open_store('influxdb://127.0.0.1:9/telemetry')\n"
+        "try:\n"
+        "    store.write_points([('energy', 'site-a', 'm-7', 'power_w', 1, 1.0)])\n"
+        "except StoreUnavailable:\n"
+        "    pass\n"
+        "print('polars' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
