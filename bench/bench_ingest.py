@@ -177,7 +177,7 @@ def daemon_run(url: str, n_msgs: int, per_msg: int, work: Path) -> tuple[float, 
                 if stored >= readings:
                     assert first is not None
                     return (readings - first[1]) / (time.perf_counter() - first[0]), max(
-                        rss, _peak_rss_kb(proc.pid)
+                        rss, _rss_kb(proc.pid, "VmHWM")
                     )
             except (OSError, StopIteration):
                 pass
@@ -187,20 +187,11 @@ def daemon_run(url: str, n_msgs: int, per_msg: int, work: Path) -> tuple[float, 
         stop_process(proc)
 
 
-def _rss_kb(pid: int) -> int:
+def _rss_kb(pid: int, key: str = "VmRSS") -> int:
+    """Resident set size (``VmRSS``) or its peak so far (``VmHWM``) of a process, in kB."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _peak_rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1])
     except OSError:
         pass

@@ -152,6 +152,19 @@ async def dlq_messages(url: str) -> list:
     return out
 
 
+def telemetry(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """Run the ``telemetry`` command in a fresh interpreter, without the developer's config."""
+    full = {**os.environ, **env}
+    full.pop("TELEMETRY_CONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "telemetry_cli", *args],
+        capture_output=True,
+        text=True,
+        env=full,
+        timeout=120,
+    )
+
+
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

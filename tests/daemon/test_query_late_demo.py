@@ -4,28 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 
 from telemetry_core.store import open_store
 from telemetry_core.windows import WINDOW_15M_NS, window_start
-from tests.daemon.conftest import publish_all, wait_until
+from tests.daemon.conftest import publish_all, telemetry, wait_until
 
 NS = 10**9
-
-
-def telemetry(*args: str, **env: str) -> subprocess.CompletedProcess:
-    full = {**os.environ, **env}
-    full.pop("TELEMETRY_CONFIG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "telemetry_cli", *args],
-        capture_output=True,
-        text=True,
-        env=full,
-        timeout=120,
-    )
 
 
 def test_query_returns_exactly_what_went_in(nats_server, daemons, sqlite_url):

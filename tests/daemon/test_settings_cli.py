@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from ingest_daemon.settings import Settings, SettingsError
+from tests.daemon.conftest import telemetry
 
 
 def test_environment_then_flags():
@@ -51,18 +49,6 @@ def test_secrets_are_redacted():
     for secret in ("hunter2", "tok-123", "s3cret"):
         assert secret not in text
     assert "ingest" in text
-
-
-def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("TELEMETRY_CONFIG", None) if not env or "TELEMETRY_CONFIG" not in env else None
-    return subprocess.run(
-        [sys.executable, "-m", "telemetry_cli", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=60,
-    )
 
 
 @pytest.mark.parametrize(
@@ -113,7 +99,7 @@ def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 )
 def test_cli_mistakes_get_one_line(args, env, needle, tmp_path):
     env = {"TELEMETRY_STORE_URL": f"sqlite:///{tmp_path / 't.db'}", **(env or {})}
-    result = cli(*args, env=env)
+    result = telemetry(*args, **env)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -121,12 +107,12 @@ def test_cli_mistakes_get_one_line(args, env, needle, tmp_path):
 
 
 def test_check_accepts_good_settings(tmp_path):
-    result = cli("ingest", "--check", env={"TELEMETRY_STORE_URL": f"sqlite:///{tmp_path / 't.db'}"})
+    result = telemetry("ingest", "--check", TELEMETRY_STORE_URL=f"sqlite:///{tmp_path / 't.db'}")
     assert result.returncode == 0, result.stderr
     assert "valid" in result.stdout
 
 
 def test_every_subcommand_explains_itself():
     for command in ("demo", "ingest", "simulate", "query"):
-        result = cli(command, "--help")
+        result = telemetry(command, "--help")
         assert result.returncode == 0 and len(result.stdout) > 200, command
