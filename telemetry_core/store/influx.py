@@ -53,6 +53,7 @@ import os
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from telemetry_core.identifiers import check_name
+from telemetry_core.store import StoreError  # a ValueError the CLI reports plainly
 from telemetry_core.store.base import StoreUnavailable
 from telemetry_core.store.influx_http import InfluxRequestError, V1Http, quote_ident
 from telemetry_core.store.influx_store import InfluxStore
@@ -104,7 +105,7 @@ def _parse(url: str) -> tuple[str, str, int, str, dict[str, str]]:
     name = parts.path.lstrip("/")
     if not parts.hostname or not name or "/" in name:
         hint = "<database>" if scheme == "influxdb" else "<bucket>?org=<org>"
-        raise ValueError(f"InfluxDB store URL must look like {scheme}://host:8086/{hint}")
+        raise StoreError(f"InfluxDB store URL must look like {scheme}://host:8086/{hint}")
     check_name(unquote(name), "database" if scheme == "influxdb" else "bucket")
     params = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     return scheme, parts.hostname, parts.port or 8086, unquote(name), params
@@ -140,12 +141,12 @@ def open_influx(url: str) -> InfluxStore:
 
         org = params.get("org")
         if not org:
-            raise ValueError("influxdb2:// store URL needs ?org=<organisation>")
+            raise StoreError("influxdb2:// store URL needs ?org=<organisation>")
         if not token:
-            raise ValueError("influxdb2:// needs a token in INFLUXDB_TOKEN")
+            raise StoreError("influxdb2:// needs a token in INFLUXDB_TOKEN")
         http = V1Http(host, port, name, token=token, tls=tls, timeout_s=timeout)
         base = f"{'https' if tls else 'http'}://{host}:{port}"
         retention = int(params["retention"]) if "retention" in params else None
         writer = V2Writer(base, token, org, name, http, retention_s=retention, timeout_s=timeout)
         return InfluxStore(url, http, writer)
-    raise ValueError(f"not an InfluxDB store URL: {scheme}://")
+    raise StoreError(f"not an InfluxDB store URL: {scheme}://")
