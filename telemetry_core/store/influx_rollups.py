@@ -167,6 +167,10 @@ class RollupMixin:
         start_ns, end_ns = int(start_ns), int(end_ns)
         if site_id is not None:
             check_name(site_id, "site_id")
+        if rows.height == 0:  # an empty re-run may come as a frame without columns
+            from telemetry_core.store.influx_frames import ROLLUP_SCHEMA, frame
+
+            rows = frame({}, ROLLUP_SCHEMA)
         data = rows.select(ROLLUP_COLUMNS)
         _check_rows(data, start_ns, end_ns, site_id)
         check_float_column(data, ["sum", "min", "max", "first", "last"])

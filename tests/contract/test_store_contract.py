@@ -217,7 +217,7 @@ def test_late_marks_for_rolled_up_windows(backend):
     empty = _rollup_rows(store.aggregate_raw(T0, T0, W))
     store.replace_rollups("15m", T0, T0 + W, empty)  # all sites
     store.replace_rollups("15m", T0 + W, T0 + 2 * W, empty, site_id="site-a")
-    store.replace_rollups("1h", T0 + 2 * W, T0 + 3 * W, empty)  # other level: not a mark
+    store.replace_rollups("1h", T0 + 2 * W, T0 + 3 * W, pl.DataFrame())  # not a 15m mark
     result = store.write_points(
         [(*a, T0 + 1, 1.0), (*b, T0 + 2, 1.0), (*a, T0 + W, 1.0), (*b, T0 + W, 1.0),
          (*a, T0 + 2 * W, 1.0)]
