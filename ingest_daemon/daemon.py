@@ -206,8 +206,11 @@ class Daemon:
 
     # -- receiving -------------------------------------------------------------------
     async def _pull_loop(self) -> None:
+        # The flag, not only task cancellation, ends the loop: Python 3.11's wait_for can
+        # swallow a cancellation that races its timeout, and a pull request sent while
+        # stopping would feed messages nobody will commit.
         nc = self.nc
-        while True:
+        while not self._stopping:
             self._wake.clear()
             self.requests.expire_stale()
             capacity = min(self.max_held, int(self.max_held_points / self._points_per_msg))
@@ -221,6 +224,7 @@ class Daemon:
             if (
                 self._store_up
                 and nc.is_connected
+                and not self._stopping
                 and self.requests.count < 2
                 and room >= max(1, min(self.pull_batch, capacity) // 2)
             ):
@@ -338,8 +342,9 @@ class Daemon:
         while pending:  # keep JetStream from redelivering what we are still working on
             _, pending = await asyncio.wait(pending, timeout=10)
             if pending:
-                for msg in batch.msgs:
-                    await msg.in_progress()
+                with contextlib.suppress(Exception):  # disconnected: redelivery is harmless
+                    for msg in batch.msgs:
+                        await msg.in_progress()
         try:
             stored = work[0].result() if batch.points else (0, 0, 0.0)
         except Exception:
@@ -350,9 +355,12 @@ class Daemon:
             id(m) for (m, _, _), f in zip(batch.rejected, dlq, strict=True) if not f.result()
         }
         commit_ns = time.time_ns()
-        for msg in batch.msgs:
-            if id(msg) not in failed_dlq:
-                await msg.ack()
+        try:
+            for msg in batch.msgs:
+                if id(msg) not in failed_dlq:
+                    await msg.ack()
+        except Exception as exc:  # connection lost: JetStream redelivers, the upsert absorbs it
+            log.warning("could not acknowledge a stored batch (%s); it will be redelivered", exc)
         self._held -= len(batch.msgs)
         self._held_points -= len(batch.points)
         self._wake.set()
@@ -392,8 +400,24 @@ class Daemon:
         return False
 
     # -- observability ---------------------------------------------------------------
+    def _ping_store(self) -> None:
+        """Runs on the writer thread, so it never races a write."""
+        try:
+            self.store.ping()
+        except Exception as exc:
+            self._store_up, self._store_error = False, str(exc)[:300]
+            self.metrics.store_up.set(0)
+        else:
+            self._store_up, self._store_error = True, None
+            self.metrics.store_up.set(1)
+
     async def _lag_loop(self) -> None:
-        while True:
+        """Every 2 s: consumer lag; and, while no batch is in flight, the store's health."""
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            if not self._commits:
+                with contextlib.suppress(Exception):
+                    await loop.run_in_executor(self._executor, self._ping_store)
             try:
                 info = await self.js.consumer_info(STREAM, self.settings.durable, timeout=2)
                 self._lag = info.num_pending + info.num_ack_pending
