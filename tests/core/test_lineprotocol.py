@@ -429,3 +429,13 @@ def test_influx_write_path_does_not_load_polars():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_delete_range_formatting():
+    from telemetry_core.store.influx_v2 import rfc3339_ns, version_tuple
+
+    assert rfc3339_ns(0) == "1970-01-01T00:00:00.000000000Z"
+    assert rfc3339_ns(1_795_000_000_123_456_789 - 1) == "2026-11-18T11:06:40.123456788Z"
+    assert rfc3339_ns(-1) == "1969-12-31T23:59:59.999999999Z"
+    assert version_tuple("v2.3.0") == (2, 3, 0) < (2, 4)
+    assert version_tuple("2.7.11") == (2, 7, 11) and version_tuple("OSS") == ()
