@@ -159,7 +159,7 @@ def _start_dagster(state: Path, port: int, env, logs: Path, procs) -> str | None
         return None
     proc = start_dagster(state / "dagster", port, env, log_path=logs / "dagster.log")
     procs.append(("dagster", proc))
-    if not wait_ready(port, 120):
+    if not wait_ready(port, 180, proc=proc):
         return None
     return f"http://127.0.0.1:{port}"
 
