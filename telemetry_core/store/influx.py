@@ -56,6 +56,7 @@ from telemetry_core.identifiers import check_name
 from telemetry_core.store import StoreError  # a ValueError the CLI reports plainly
 from telemetry_core.store.base import StoreUnavailable
 from telemetry_core.store.influx_http import InfluxRequestError, V1Http, quote_ident
+from telemetry_core.store.influx_layout import tag_filters
 from telemetry_core.store.influx_store import InfluxStore
 
 __all__ = ["InfluxRequestError", "InfluxStore", "V1Writer", "open_influx"]
@@ -84,8 +85,6 @@ class V1Writer:
         self._http.write(body)
 
     def delete(self, measurement: str, start_ns: int, end_ns: int, tags: dict[str, str]) -> bool:
-        from telemetry_core.store.influx_store import tag_filters
-
         try:
             self._http.query(
                 f"DELETE FROM {quote_ident(measurement)} WHERE time >= {int(start_ns)} "

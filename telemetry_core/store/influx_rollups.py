@@ -17,30 +17,33 @@ from typing import TYPE_CHECKING
 from telemetry_core.identifiers import check_field, check_name
 from telemetry_core.lineprotocol import check_float_column, encode_frame
 from telemetry_core.store.base import ALL, KEY_COLUMNS, ROLLUP_COLUMNS, check_level
+from telemetry_core.store.influx_frames import (
+    PARTIAL_SCHEMA,
+    ROLLUP_SCHEMA,
+    frame,
+    series_key,
+    sort_keys,
+)
 from telemetry_core.store.influx_http import quote_ident, quote_str
-from telemetry_core.windows import HOUR_NS, WINDOW_15M_NS, windows_between
+from telemetry_core.store.influx_layout import (
+    RAW,
+    ROLLED_UP,
+    ROLLUP_FIELDS,
+    Writer,
+    level_width,
+    rollup_measurement,
+    tag_filters,
+)
+from telemetry_core.windows import windows_between
 
 if TYPE_CHECKING:
     import polars as pl
 
     from telemetry_core.store.influx_http import V1Http
-    from telemetry_core.store.influx_store import Writer
 
 _VALUE = quote_ident("value")
-_ROLLUP_FIELDS = {
-    "count": "int", "sum": "float", "min": "float", "max": "float", "first": "float",
-    "last": "float", "first_time": "int", "last_time": "int", "is_work_hours": "int",
-}  # fmt: skip
 _STATEMENTS_PER_REQUEST = 200
 _PARALLEL_WINDOWS = 8
-
-
-def level_width(level: str) -> int:
-    return WINDOW_15M_NS if check_level(level).endswith("15m") else HOUR_NS
-
-
-def rollup_measurement(level: str) -> str:
-    return f"rollup_{check_level(level)}"
 
 
 class RollupMixin:
@@ -55,9 +58,6 @@ class RollupMixin:
     def aggregate_raw(
         self, start_ns: int, end_ns: int, width_ns: int, *, site_id: str | None = None
     ) -> pl.DataFrame:
-        from telemetry_core.store.influx_frames import PARTIAL_SCHEMA, frame, series_key, sort_keys
-        from telemetry_core.store.influx_store import RAW, tag_filters
-
         start_ns, end_ns, width_ns = int(start_ns), int(end_ns), int(width_ns)
         if width_ns <= 0:
             raise ValueError("window width must be positive")
@@ -106,7 +106,6 @@ class RollupMixin:
     ) -> list[str]:
         """Two requests (first, last), one statement per window. ``first()``/``last()``
         without ``GROUP BY time()`` return the point's own timestamp."""
-        from telemetry_core.store.influx_store import RAW, tag_filters
 
         out = []
         for fn in ("first", "last"):
@@ -122,7 +121,6 @@ class RollupMixin:
 
     @staticmethod
     def _fill_selectors(rows: dict[tuple, list], windows: list[int], results: list) -> None:
-        from telemetry_core.store.influx_frames import series_key
 
         firsts, lasts = results
         for j, ws in enumerate(windows):
@@ -168,8 +166,6 @@ class RollupMixin:
         if site_id is not None:
             check_name(site_id, "site_id")
         if rows.height == 0:  # an empty re-run may come as a frame without columns
-            from telemetry_core.store.influx_frames import ROLLUP_SCHEMA, frame
-
             rows = frame({}, ROLLUP_SCHEMA)
         data = rows.select(ROLLUP_COLUMNS)
         _check_rows(data, start_ns, end_ns, site_id)
@@ -187,11 +183,10 @@ class RollupMixin:
             pl.concat([data, stale]),
             measurement,
             tags=KEY_COLUMNS,
-            fields=_ROLLUP_FIELDS,
+            fields=ROLLUP_FIELDS,
             time="window_start",
         )
         now = time.time_ns()
-        from telemetry_core.store.influx_store import ROLLED_UP
 
         marks = "".join(
             f"{ROLLED_UP},level={level},site_id={site_id or ALL} at={now}i {ws}\n"
@@ -205,9 +200,6 @@ class RollupMixin:
         with ``count = 0`` (reads skip them): the v1 API of InfluxDB 2.x and 3.x has no
         DELETE, and this way one code path replaces windows on every generation."""
         import polars as pl
-
-        from telemetry_core.store.influx_frames import series_key
-        from telemetry_core.store.influx_store import tag_filters
 
         (series,) = self.query(
             f'SELECT "count" FROM {quote_ident(measurement)} WHERE time >= {start_ns} '
@@ -243,14 +235,11 @@ class RollupMixin:
     def read_rollups(
         self, level, start_ns, end_ns, *, measurement=None, field=None, site_id=None, device_id=None
     ) -> pl.DataFrame:
-        from telemetry_core.store.influx_frames import ROLLUP_SCHEMA, frame, sort_keys
-        from telemetry_core.store.influx_store import tag_filters
-
         table = rollup_measurement(level)
         where = tag_filters(
             measurement=measurement, site_id=site_id, device_id=device_id, field=field
         )
-        fields = ", ".join(quote_ident(f) for f in _ROLLUP_FIELDS)
+        fields = ", ".join(quote_ident(f) for f in ROLLUP_FIELDS)
         group = ", ".join(quote_ident(k) for k in KEY_COLUMNS)
         (series,) = self.query(
             f"SELECT {fields} FROM {quote_ident(table)} WHERE time >= {int(start_ns)} "
@@ -259,18 +248,17 @@ class RollupMixin:
         cols: dict[str, list] = {name: [] for name in ROLLUP_SCHEMA}
         flags = {1: True, 0: False}
         for s in series:
-            idx = [s.columns.index(f) for f in _ROLLUP_FIELDS]
+            idx = [s.columns.index(f) for f in ROLLUP_FIELDS]
             for row in s.values:
                 cols["window_start"].append(row[0])
                 for key in KEY_COLUMNS:
                     cols[key].append(s.tags[key])
-                for name, i in zip(_ROLLUP_FIELDS, idx, strict=True):
+                for name, i in zip(ROLLUP_FIELDS, idx, strict=True):
                     value = row[i]
                     cols[name].append(flags.get(value) if name == "is_work_hours" else value)
         return sort_keys(frame(cols, ROLLUP_SCHEMA), "window_start")
 
     def rolled_up_windows(self, level: str, start_ns: int, end_ns: int) -> list[tuple[int, str]]:
-        from telemetry_core.store.influx_store import ROLLED_UP
 
         (series,) = self.query(
             f'SELECT "at" FROM {quote_ident(ROLLED_UP)} WHERE "level" = '

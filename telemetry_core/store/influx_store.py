@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-from telemetry_core.identifiers import check_field, check_name
+from telemetry_core.identifiers import check_name
 from telemetry_core.lineprotocol import encode_points
 from telemetry_core.store.base import (
     ALL,
@@ -22,7 +22,16 @@ from telemetry_core.store.base import (
     WriteResult,
     check_level,
 )
-from telemetry_core.store.influx_http import InfluxRequestError, V1Http, quote_ident, quote_str
+from telemetry_core.store.influx_frames import raw_frame
+from telemetry_core.store.influx_http import InfluxRequestError, V1Http, quote_ident
+from telemetry_core.store.influx_layout import (
+    LATE,
+    RAW,
+    ROLLED_UP,
+    Writer,
+    series_checker,
+    tag_filters,
+)
 from telemetry_core.store.influx_rollups import RollupMixin
 from telemetry_core.windows import WINDOW_15M_NS
 
@@ -30,51 +39,6 @@ if TYPE_CHECKING:
     import polars as pl
 
 log = logging.getLogger(__name__)
-
-RAW = "raw"
-ROLLED_UP = "rolled_up"
-LATE = "late_windows"
-
-
-class Writer(Protocol):
-    """What differs between ``influxdb://`` and ``influxdb2://``."""
-
-    #: True when ``delete`` removes an exact time range (InfluxDB 2.x delete API);
-    #: otherwise rollup windows are replaced with tombstones (see the layout notes).
-    precise_delete: bool
-
-    def setup(self) -> None: ...
-
-    def write(self, body: str) -> None: ...
-
-    def delete(self, measurement: str, start_ns: int, end_ns: int, tags: dict[str, str]) -> bool:
-        """Delete ``[start_ns, end_ns)`` of a measurement; False when the server cannot."""
-        ...
-
-    def close(self) -> None: ...
-
-
-def _series_checker(key: tuple[str, str, str, str]) -> None:
-    check_name(key[0], "measurement")
-    check_name(key[1], "site_id")
-    check_name(key[2], "device_id")
-    check_field(key[3])
-
-
-def tag_filters(**tags: str | None) -> str:
-    """``AND "tag" = 'value'`` clauses, each value validated first (no InfluxQL injection)."""
-    out = []
-    for key, value in tags.items():
-        if value is None:
-            continue
-        if value == ALL and key in ("site_id", "device_id"):
-            pass  # site and portfolio rollup rows
-        elif key == "field":
-            check_field(value)
-        else:
-            check_name(value, key)
-        out.append(f" AND {quote_ident(key)} = {quote_str(value)}")
-    return "".join(out)
 
 
 class InfluxStore(RollupMixin):
@@ -102,7 +66,7 @@ class InfluxStore(RollupMixin):
     ) -> WriteResult:
         if not points:
             return WriteResult(0)
-        body = encode_points(points, measurement=RAW, cache=self._prefixes, check=_series_checker)
+        body = encode_points(points, measurement=RAW, cache=self._prefixes, check=series_checker)
         times = [p[4] for p in points]
         lo, hi = min(times), max(times)
         self._ensure()
@@ -180,8 +144,6 @@ class InfluxStore(RollupMixin):
     def read_points(
         self, start_ns, end_ns, *, measurement=None, field=None, site_id=None, device_id=None
     ) -> pl.DataFrame:
-        from telemetry_core.store.influx_frames import raw_frame
-
         where = tag_filters(
             measurement=measurement, site_id=site_id, device_id=device_id, field=field
         )
