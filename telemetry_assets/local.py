@@ -25,9 +25,9 @@ storage:
 run_coordinator:
   module: dagster._core.run_coordinator
   class: QueuedRunCoordinator
-  config:
-    max_concurrent_runs: {max_runs}
 concurrency:
+  runs:
+    max_concurrent_runs: {max_runs}
   pools:
     default_limit: 1
     granularity: op
@@ -111,11 +111,19 @@ def is_ready(url: str) -> bool:
     )
 
 
-def wait_ready(port: int, timeout: float = 120.0, host: str = "127.0.0.1") -> bool:
-    """Wait until the webserver on ``port`` serves the loaded code location."""
+def wait_ready(
+    port: int,
+    timeout: float = 120.0,
+    host: str = "127.0.0.1",
+    proc: subprocess.Popen | None = None,
+) -> bool:
+    """Wait until the webserver on ``port`` serves the loaded code location (False on
+    timeout, or as soon as ``proc`` exits)."""
     url = f"http://{host}:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
         if is_ready(url):
             return True
         time.sleep(0.5)

@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-import textwrap
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from rollup_helpers import CONFIG_TOML
 
 from telemetry_core.store import Store, open_store
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-
-CONFIG_TOML = textwrap.dedent(
-    """
-    [sites.site-a]
-    timezone = "Europe/Berlin"
-    work_hours = { days = ["mon", "tue", "wed", "thu", "fri"], start = "08:00", end = "18:00" }
-    expected_devices = 3
-
-    [sites.site-b]
-    timezone = "America/New_York"
-    work_hours = { days = ["mon", "tue", "wed", "thu", "fri"], start = "09:00", end = "17:00" }
-
-    [fields]
-    "energy.energy_kwh" = "delta"
-    "energy.power_w" = "gauge"
-    "occupancy.occupied" = "state"
-    """
-)
 
 
 def set_env(folder: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:

@@ -4,11 +4,30 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import textwrap
 from pathlib import Path
 
 import dagster as dg
 
 from telemetry_core.timeutil import parse_rfc3339
+
+CONFIG_TOML = textwrap.dedent(
+    """
+    [sites.site-a]
+    timezone = "Europe/Berlin"
+    work_hours = { days = ["mon", "tue", "wed", "thu", "fri"], start = "08:00", end = "18:00" }
+    expected_devices = 3
+
+    [sites.site-b]
+    timezone = "America/New_York"
+    work_hours = { days = ["mon", "tue", "wed", "thu", "fri"], start = "09:00", end = "17:00" }
+
+    [fields]
+    "energy.energy_kwh" = "delta"
+    "energy.power_w" = "gauge"
+    "occupancy.occupied" = "state"
+    """
+)
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
