@@ -1,0 +1,91 @@
+"""The production instance (the repository's dagster.yaml, dagster-postgres) on the
+machine's real PostgreSQL records a run and its per-partition materialisations."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from rollup_helpers import fleet_points, need_service, ns
+
+pytestmark = pytest.mark.services
+
+REPO = Path(__file__).resolve().parents[2]
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+
+
+def _admin():
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(dbname="postgres", connect_timeout=3, **PG)
+    except psycopg2.OperationalError as exc:
+        need_service(f"PostgreSQL on 127.0.0.1:5432 (user postgres) unreachable: {exc}".strip())
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture
+def pg_database():
+    name = f"telemetry_test_{uuid.uuid4().hex[:12]}"
+    conn = _admin()
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')  # name is generated above, not user input
+    try:
+        yield name
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.close()
+
+
+def test_postgres_instance_records_run_and_materializations(
+    pg_database, tmp_path, monkeypatch, defs, store
+):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    for key, value in {
+        "DAGSTER_PG_HOST": PG["host"],
+        "DAGSTER_PG_PORT": str(PG["port"]),
+        "DAGSTER_PG_USER": PG["user"],
+        "DAGSTER_PG_PASSWORD": "",
+        "DAGSTER_PG_DB": pg_database,
+    }.items():
+        monkeypatch.setenv(key, value)
+    store.write_points(fleet_points(ns("2026-11-20T06:00:00Z"), 1))
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        result = defs.resolve_job_def("rollup_15m_job").execute_in_process(
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": "2026-11-20-06:00",
+                "dagster/asset_partition_range_end": "2026-11-20-06:45",
+            },
+        )
+        assert result.success
+        (run,) = instance.get_runs()
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        for asset in ("rollup_15m", "site_15m", "portfolio_15m"):
+            key = dg.AssetKey(asset)
+            assert instance.get_materialized_partitions(key) == {
+                "2026-11-20-06:00",
+                "2026-11-20-06:15",
+                "2026-11-20-06:30",
+                "2026-11-20-06:45",
+            }
+        latest = instance.get_latest_materialization_event(dg.AssetKey("rollup_15m"))
+        metadata = latest.asset_materialization.metadata
+        assert metadata["rows"].value == 2 * 3 * 2 * 4  # sites x devices x fields x windows
+        checks = result.get_asset_check_evaluations()
+        assert checks and all(c.passed for c in checks)
