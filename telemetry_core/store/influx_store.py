@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_MAX_REQUEST_POINTS = 50_000  # ~5 MB of line protocol
+
 
 class InfluxStore(RollupMixin):
     def __init__(self, url: str, http: V1Http, writer: Writer) -> None:
@@ -66,11 +68,18 @@ class InfluxStore(RollupMixin):
     ) -> WriteResult:
         if not points:
             return WriteResult(0)
-        body = encode_points(points, measurement=RAW, cache=self._prefixes, check=series_checker)
+        # Encode everything first: a bad name or NaN anywhere refuses the batch before
+        # anything is sent. Requests stay under servers' body limits (1.x: 25 MB).
+        step, cache = _MAX_REQUEST_POINTS, self._prefixes
+        bodies = [
+            encode_points(points[i : i + step], measurement=RAW, cache=cache, check=series_checker)
+            for i in range(0, len(points), step)
+        ]
         times = [p[4] for p in points]
         lo, hi = min(times), max(times)
         self._ensure()
-        self._writer.write(body)
+        for body in bodies:
+            self._writer.write(body)
         # Checked after the write: a rollup recorded before this check is seen here, one
         # that starts later reads these points; one running meanwhile is covered by
         # late_cutoff_ns (its window has ended), as with the SQLite store.
