@@ -89,7 +89,8 @@ class InfluxServer:
     proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.port = free_port()
+        """Start on free ports; a restart keeps the HTTP port (and the data)."""
+        self.port = self.port or free_port()
         config = self.root / "influxd.conf"
         config.write_text(_CONFIG.format(root=self.root, rpc_port=free_port(), http_port=self.port))
         log = (self.root / "influxd.log").open("ab")

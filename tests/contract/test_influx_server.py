@@ -1,0 +1,78 @@
+"""InfluxDB-only behaviour against the real server: outages, restarts, what is stored.
+
+The shared contract (test_store_contract.py) says *what* every store does; these tests
+pin the InfluxDB-specific promises the docs make (docs/influxdb.md).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import polars as pl
+import pytest
+
+from telemetry_core.store import StoreUnavailable, open_store
+from telemetry_core.store.influx_http import InfluxRequestError
+from telemetry_core.windows import WINDOW_15M_NS
+
+W = WINDOW_15M_NS
+T0 = 1_795_000_000_000_000_000 - 1_795_000_000_000_000_000 % W
+KEY = ("energy", "site-a", "meter-1", "power_w")
+
+
+@pytest.fixture
+def db(influx_server):
+    name = f"server_{uuid.uuid4().hex[:12]}"
+    yield name
+    influx_server.drop(name)
+
+
+def test_outage_is_unavailable_and_the_same_store_recovers(influx_server, db):
+    """The daemon keeps its store object across an outage: a dead keep-alive connection
+    must turn into StoreUnavailable, and the next write after the restart must work."""
+    store = open_store(f"influxdb://127.0.0.1:{influx_server.port}/{db}")
+    store.write_points([(*KEY, T0 + 1, 1.0)])
+    influx_server.stop()
+    try:
+        with pytest.raises(StoreUnavailable):
+            store.write_points([(*KEY, T0 + 2, 2.0)])
+        with pytest.raises(StoreUnavailable):
+            store.ping()
+    finally:
+        influx_server.start()
+    store.write_points([(*KEY, T0 + 2, 2.0)])
+    assert store.read_points(T0, T0 + W)["value"].to_list() == [1.0, 2.0]
+    store.close()
+
+
+def test_layout_as_documented(influx_server, db):
+    """What an operator sees with the influx CLI or Grafana: docs/influxdb.md."""
+    store = open_store(f"influxdb://127.0.0.1:{influx_server.port}/{db}")
+    store.write_points([(*KEY, T0 + 1, 1.5)], late_cutoff_ns=T0 + 2 * W)
+    rows = store.aggregate_raw(T0, T0 + W, W).with_columns(
+        pl.lit(None, dtype=pl.Boolean).alias("is_work_hours")
+    )
+    store.replace_rollups("15m", T0, T0 + W, rows)
+    (raw,) = store.query('SELECT * FROM "raw" GROUP BY *')
+    assert raw[0].tags == {
+        "device_id": "meter-1", "field": "power_w", "measurement": "energy", "site_id": "site-a"
+    }  # fmt: skip
+    assert raw[0].values == [[T0 + 1, 1.5]]
+    (rollup,) = store.query('SELECT * FROM "rollup_15m" GROUP BY *')
+    row = dict(zip(rollup[0].columns, rollup[0].values[0], strict=True))
+    assert row["time"] == T0 and row["count"] == 1 and row["is_work_hours"] == -1
+    (marks,) = store.query('SELECT * FROM "late_windows" GROUP BY *')
+    assert marks[0].tags == {"site_id": "site-a"} and marks[0].values[0][0] == T0
+    (done,) = store.query('SELECT * FROM "rolled_up" GROUP BY *')
+    assert done[0].tags == {"level": "15m", "site_id": "*"}
+    store.close()
+
+
+def test_type_conflict_is_a_clear_error_not_an_outage(influx_server, db):
+    """A 4xx must not look like an outage (the daemon would retry it forever)."""
+    store = open_store(f"influxdb://127.0.0.1:{influx_server.port}/{db}")
+    store.write_points([(*KEY, T0 + 1, 1.0)])
+    store._http.write('raw,device_id=x,field=f,measurement=m,site_id=s value="text" 5\n')
+    with pytest.raises(InfluxRequestError, match="conflict"):
+        store._http.write("raw,device_id=x,field=f,measurement=m,site_id=s value=1.0 6\n")
+    store.close()
