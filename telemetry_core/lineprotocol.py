@@ -5,7 +5,7 @@ Two encoders, one grammar:
 * :func:`encode_points` -- the daemon's write path. Plain Python over the store's point
   tuples, so the daemon never imports polars. Each series' prefix (measurement + tags +
   field key) is escaped once and cached, so a reading costs one string concatenation:
-  measured ~1M points/s, 7x ``influxdb_client.Point``.
+  measured ~0.9M points/s, 6-7x ``influxdb_client.Point`` (bench/bench_influx.py).
 * :func:`encode_frame` -- rollup frames and benchmarks. Polars string expressions build
   every line column-wise (polars is imported lazily, only on this path).
 
