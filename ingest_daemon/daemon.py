@@ -24,7 +24,14 @@ from ingest_daemon.jetstream import PullRequests, ensure_consumer, ensure_stream
 from ingest_daemon.metrics import Metrics
 from ingest_daemon.settings import Settings
 from telemetry_core.config import Config, load_config
-from telemetry_core.decode import MAX_DELIVERIES, Decoded, Limits, Rejection, decode_message
+from telemetry_core.decode import (
+    MAX_DELIVERIES,
+    STORE_REJECTED,
+    Decoded,
+    Limits,
+    Rejection,
+    decode_message,
+)
 from telemetry_core.store import Store, StoreUnavailable, open_store
 from telemetry_core.subjects import STREAM
 from telemetry_core.timeutil import NS
@@ -34,12 +41,17 @@ log = logging.getLogger("ingest_daemon")
 
 @dataclass
 class Batch:
-    msgs: list[Msg] = field(default_factory=list)
+    entries: list[tuple[Msg, Decoded, int]] = field(default_factory=list)  # msg, decoded, seq
     arrived_ns: list[int] = field(default_factory=list)  # stream timestamps, for latency
-    points: list = field(default_factory=list)
-    readings: int = 0
-    rejected: list[tuple[Msg, Decoded, int]] = field(default_factory=list)  # (msg, decoded, seq)
-    outcomes: dict[str, int] = field(default_factory=dict)
+    points: list = field(default_factory=list)  # every entry's points, in order
+    spans: list[tuple[int, int, int]] = field(default_factory=list)  # entry, first, end point
+
+
+class _Refused(Exception):
+    """The store keeps refusing a write for a reason that is not an outage."""
+
+
+REFUSE_AFTER = 3  # failed attempts that are not StoreUnavailable before giving up on a batch
 
 
 class Daemon:
@@ -277,18 +289,14 @@ class Daemon:
         self._held_points += n_points
         self._points_per_msg += (max(n_points, 1) - self._points_per_msg) * 0.01
         b = self._batch
-        b.msgs.append(msg)
-        b.arrived_ns.append(ack.timestamp_ns)
-        if decoded.points:
+        if n_points:
+            b.spans.append((len(b.entries), len(b.points), len(b.points) + n_points))
             b.points.extend(decoded.points)
-            b.readings += decoded.readings
-        if decoded.rejections:
-            b.rejected.append((msg, decoded, ack.stream_seq))
-        outcome = decoded.outcome
-        b.outcomes[outcome] = b.outcomes.get(outcome, 0) + 1
-        if len(b.points) >= self.settings.batch_size or len(b.msgs) >= self.settings.batch_size:
+        b.entries.append((msg, decoded, ack.stream_seq))
+        b.arrived_ns.append(ack.timestamp_ns)
+        if len(b.points) >= self.settings.batch_size or len(b.entries) >= self.settings.batch_size:
             self._flush()
-        elif len(b.msgs) == 1:
+        elif len(b.entries) == 1:
             delay = self.settings.batch_max_delay_ms / 1000
             self._batch_timer = asyncio.get_running_loop().call_later(delay, self._flush)
 
@@ -297,15 +305,21 @@ class Daemon:
             self._batch_timer.cancel()
             self._batch_timer = None
         batch, self._batch = self._batch, Batch()
-        if batch.msgs:
+        if batch.entries:
             task = asyncio.create_task(self._commit(batch))
             self._commits.add(task)
             task.add_done_callback(self._commits.discard)
 
     # -- committing ------------------------------------------------------------------
-    def _write_blocking(self, points: list) -> tuple[int, int, float]:
-        """Runs on the writer thread; retries with backoff until stored or abandoned."""
+    def _write_blocking(
+        self, points: list, refuse_after: int = REFUSE_AFTER
+    ) -> tuple[int, int, float]:
+        """Runs on the writer thread. An outage (StoreUnavailable) is retried with backoff
+        until the store is back or shutdown abandons the batch; any other error is retried
+        ``refuse_after`` times, then raised as ``_Refused`` so one bad batch cannot wedge
+        the consumer."""
         delay = 0.2
+        refusals = 0
         while True:
             try:
                 t0 = time.perf_counter()
@@ -320,62 +334,109 @@ class Daemon:
                 return result.points, len(result.late_windows), elapsed
             except Exception as exc:
                 self.metrics.store_errors.inc()
-                self.metrics.store_up.set(0)
-                if self._store_up or not isinstance(exc, StoreUnavailable):
-                    if isinstance(exc, StoreUnavailable):
+                if not isinstance(exc, StoreUnavailable):
+                    refusals += 1
+                    log.warning("store refused a write (%d/%d): %s", refusals, refuse_after, exc)
+                    if refusals >= refuse_after:
+                        raise _Refused(str(exc)[:500]) from exc
+                else:
+                    if self._store_up:
                         log.warning("store unavailable, holding %d messages: %s", self._held, exc)
-                    else:
-                        log.exception("store write failed; retrying")
-                self._store_up, self._store_error = False, str(exc)[:300]
+                    self.metrics.store_up.set(0)
+                    self._store_up, self._store_error = False, str(exc)[:300]
                 if self._abandon.wait(delay):
                     raise
                 delay = min(delay * 2, 5.0)
 
+    async def _alive(self, awaitable, entries) -> object:
+        """Await while telling JetStream every 10 s that these messages are in progress."""
+        fut = asyncio.ensure_future(awaitable)
+        while True:
+            done, _ = await asyncio.wait({fut}, timeout=10)
+            if done:
+                return fut.result()
+            with contextlib.suppress(Exception):  # disconnected: redelivery is harmless
+                for msg, _, _ in entries:
+                    await msg.in_progress()
+
+    async def _write_isolated(self, batch: Batch) -> tuple[tuple[int, int, float], list]:
+        """Write message by message; dead-letter the messages the store refuses."""
+        loop = asyncio.get_running_loop()
+        entries = list(batch.entries)
+        points = late = 0
+        elapsed = 0.0
+        for idx, first, end in batch.spans:
+            write = loop.run_in_executor(
+                self._executor, self._write_blocking, batch.points[first:end], 1
+            )
+            try:
+                p, n_late, took = await self._alive(write, entries)
+                points, late, elapsed = points + p, late + n_late, elapsed + took
+            except _Refused as exc:
+                msg, decoded, seq = entries[idx]
+                refused = Rejection(
+                    None, STORE_REJECTED, f"the store refused these readings: {exc}"
+                )
+                entries[idx] = (msg, Decoded([], 0, [refused, *decoded.rejections]), seq)
+        return (points, late, elapsed), entries
+
     async def _commit(self, batch: Batch) -> None:
         loop = asyncio.get_running_loop()
-        work: list[asyncio.Future] = []
-        if batch.points:
-            work.append(loop.run_in_executor(self._executor, self._write_blocking, batch.points))
-        dlq = [asyncio.ensure_future(self._dead_letter(m, d, seq)) for m, d, seq in batch.rejected]
-        work.extend(dlq)
-        pending = set(work)
-        while pending:  # keep JetStream from redelivering what we are still working on
-            _, pending = await asyncio.wait(pending, timeout=10)
-            if pending:
-                with contextlib.suppress(Exception):  # disconnected: redelivery is harmless
-                    for msg in batch.msgs:
-                        await msg.in_progress()
+        entries = batch.entries
+        stored = (0, 0, 0.0)
         try:
-            stored = work[0].result() if batch.points else (0, 0, 0.0)
-        except Exception:
-            self._held -= len(batch.msgs)  # abandoned at shutdown: redelivered later
-            self._held_points -= len(batch.points)
+            if batch.points:
+                write = loop.run_in_executor(self._executor, self._write_blocking, batch.points)
+                try:
+                    stored = await self._alive(write, entries)
+                except _Refused as exc:
+                    log.error("store refused a batch (%s): writing message by message", exc)
+                    stored, entries = await self._write_isolated(batch)
+        except Exception:  # abandoned at shutdown: JetStream redelivers it later
+            self._release(batch)
             return
-        failed_dlq = {
-            id(m) for (m, _, _), f in zip(batch.rejected, dlq, strict=True) if not f.result()
-        }
+        rejected = [e for e in entries if e[1].rejections]
+        sent = await self._alive(
+            asyncio.gather(*(self._dead_letter(*e) for e in rejected)), entries
+        )
+        unsent = {id(m) for (m, _, _), ok in zip(rejected, sent, strict=True) if not ok}
         commit_ns = time.time_ns()
         try:
-            for msg in batch.msgs:
-                if id(msg) not in failed_dlq:
+            for msg, _, _ in entries:
+                if id(msg) not in unsent:
                     await msg.ack()
         except Exception as exc:  # connection lost: JetStream redelivers, the upsert absorbs it
             log.warning("could not acknowledge a stored batch (%s); it will be redelivered", exc)
-        self._held -= len(batch.msgs)
+        self._release(batch)
+        self._count(batch, entries, stored, commit_ns)
+
+    def _release(self, batch: Batch) -> None:
+        self._held -= len(batch.entries)
         self._held_points -= len(batch.points)
         self._wake.set()
+
+    def _count(
+        self, batch: Batch, entries: list, stored: tuple[int, int, float], commit_ns: int
+    ) -> None:
         m = self.metrics
         points, late, elapsed = stored
-        if batch.points:
+        if points:
             m.batch_seconds.observe(elapsed)
             m.points_stored.inc(points)
-            m.readings_stored.inc(batch.readings)
             m.late_windows.inc(late)
-        for outcome, n in batch.outcomes.items():
+        readings = 0
+        outcomes: dict[str, int] = {}
+        for _, decoded, _ in entries:
+            readings += decoded.readings
+            if decoded.rejections:
+                for rej in decoded.rejections:
+                    m.readings_rejected.labels(rej.reason).inc()
+                outcome = decoded.outcome
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        outcomes["stored"] = len(entries) - sum(outcomes.values())
+        for outcome, n in outcomes.items():
             m.messages.labels(outcome).inc(n)
-        for _, decoded, _ in batch.rejected:
-            for rej in decoded.rejections:
-                m.readings_rejected.labels(rej.reason).inc()
+        m.readings_stored.inc(readings)
         step = max(1, len(batch.arrived_ns) // 256)  # a sample per batch is plenty for a histogram
         for t in batch.arrived_ns[::step]:
             m.delay_seconds.observe(max(0, commit_ns - t) / NS)

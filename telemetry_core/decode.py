@@ -41,10 +41,11 @@ NON_FINITE = "non_finite"
 NON_NUMERIC = "non_numeric"
 NO_FIELDS = "no_fields"
 MAX_DELIVERIES = "max_deliveries"
+STORE_REJECTED = "store_rejected"  # the store refused valid-looking readings (not an outage)
 REASONS = (
     UNDECODABLE, BAD_PAYLOAD, TOO_LARGE, BAD_SUBJECT, BAD_IDENTIFIER, SUBJECT_MISMATCH,
     MISSING_TIMESTAMP, BAD_TIMESTAMP, FUTURE_TIMESTAMP, TOO_OLD, NON_FINITE, NON_NUMERIC,
-    NO_FIELDS, MAX_DELIVERIES,
+    NO_FIELDS, MAX_DELIVERIES, STORE_REJECTED,
 )  # fmt: skip
 
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")

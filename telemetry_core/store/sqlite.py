@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from telemetry_core.identifiers import check_field, check_name
 from telemetry_core.store.base import (
     ALL,
     KEY_COLUMNS,
@@ -89,13 +90,25 @@ def _frame(rows: list[tuple], schema: dict[str, str]) -> pl.DataFrame:
     )
 
 
-def _filters(alias: str, **kw: str | None) -> tuple[str, list[str]]:
+def _filters(alias: str, *, allow_all: bool = False, **kw: str | None) -> tuple[str, list[str]]:
+    """SQL filter clauses; every value is checked as an identifier first (``*`` names the
+    site/portfolio rows of rollups, so rollup reads may ask for it)."""
     clauses, params = [], []
     for key, value in kw.items():
         if value is not None:
+            if not (allow_all and value == ALL):
+                (check_field if key == "field" else check_name)(value, key)
             clauses.append(f"{alias}.{key} = ?")  # key is a fixed column name, never user text
             params.append(value)
     return "".join(f" AND {c}" for c in clauses), params
+
+
+def _check_key(key: tuple[str, str, str, str]) -> None:
+    measurement, site_id, device_id, field = key
+    check_name(measurement, "measurement")
+    check_name(site_id, "site_id")
+    check_name(device_id, "device_id")
+    check_field(field)
 
 
 class SqliteStore:
@@ -172,6 +185,8 @@ class SqliteStore:
     ) -> WriteResult:
         if not points:
             return WriteResult(0)
+        for key in {p[:4] for p in points}.difference(self._series):
+            _check_key(key)  # before any query: a bad name never reaches the database
         width = WINDOW_15M_NS
 
         def txn(conn: sqlite3.Connection) -> WriteResult:
@@ -302,7 +317,12 @@ class SqliteStore:
     ):
         check_level(level)
         where, params = _filters(
-            "r", measurement=measurement, field=field, site_id=site_id, device_id=device_id
+            "r",
+            allow_all=True,
+            measurement=measurement,
+            field=field,
+            site_id=site_id,
+            device_id=device_id,
         )
         sql = (
             f"SELECT {', '.join('r.' + c for c in ROLLUP_COLUMNS)} FROM rollup_{level} r "
