@@ -51,6 +51,7 @@ query Progress($id: String!) {
       id
       status
       error { message }
+      unfinishedRuns(limit: 1) { runId }
       assetBackfillData {
         assetBackfillStatuses {
           __typename
@@ -160,6 +161,14 @@ def _call(url: str, query: str, variables: dict) -> dict:
         raise CliError(f"the Dagster webserver at {url} refused the request: {exc}") from None
 
 
+def all_done(backfill: dict) -> bool:
+    """Every targeted partition materialised and no run left: the data is complete even
+    before the daemon's next pass (up to 30 s later) marks the backfill COMPLETED."""
+    _, targeted, done, running, failed = summarize(backfill)
+    unfinished = backfill.get("unfinishedRuns")
+    return bool(targeted) and done == targeted and not running and not failed and unfinished == []
+
+
 def summarize(backfill: dict) -> tuple[str, int, int, int, int]:
     statuses = (backfill.get("assetBackfillData") or {}).get("assetBackfillStatuses") or []
     targeted = done = running = failed = 0
@@ -223,7 +232,7 @@ def follow(url: str, backfill_id: str, poll: float) -> int:
             if line != last:
                 print(line.ljust(78), end="\r" if tty else "\n", flush=True)
                 last = line
-            if status in DONE_OK or status in DONE_BAD:
+            if status in DONE_OK or status in DONE_BAD or all_done(data):
                 if tty:
                     print()
                 error = (data.get("error") or {}).get("message")

@@ -89,3 +89,31 @@ def test_postgres_instance_records_run_and_materializations(
         assert metadata["rows"].value == 2 * 3 * 2 * 4  # sites x devices x fields x windows
         checks = result.get_asset_check_evaluations()
         assert checks and all(c.passed for c in checks)
+
+
+def test_dagster_cli_from_repo_root_uses_the_production_instance(pg_database):
+    """Without DAGSTER_HOME, Dagster's CLI (`dagster dev` too) reads ./dagster.yaml: from the
+    repository root that is the PostgreSQL instance, which loads given DAGSTER_PG_*."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"},
+        "DAGSTER_PG_HOST": PG["host"],
+        "DAGSTER_PG_PORT": str(PG["port"]),
+        "DAGSTER_PG_USER": PG["user"],
+        "DAGSTER_PG_PASSWORD": "",
+        "DAGSTER_PG_DB": pg_database,
+    }
+    dagster = Path(sys.executable).with_name("dagster")
+    out = subprocess.run(
+        [str(dagster), "definitions", "validate"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "All code locations passed validation" in out.stderr + out.stdout
