@@ -167,7 +167,7 @@ def _start_dagster(state: Path, port: int, env, logs: Path, procs) -> str | None
 def _watch(http_port: int, procs, duration: float | None, stopping) -> None:
     started = time.monotonic()
     tty = sys.stdout.isatty()
-    last = (started, 0.0)
+    last: tuple[float, float] | None = None
     while not stopping():
         if duration is not None and time.monotonic() - started >= duration:
             break
@@ -184,8 +184,8 @@ def _watch(http_port: int, procs, duration: float | None, stopping) -> None:
             dead = _metric(text, 'telemetry_ingest_messages_total{outcome="dead_lettered"}')
             lag = _metric(text, "telemetry_ingest_consumer_lag")
             now = time.monotonic()
-            rate = (stored - last[1]) / max(now - last[0], 1e-9)
+            rate = "-" if last is None else f"{(stored - last[1]) / max(now - last[0], 1e-9):,.0f}"
             last = (now, stored)
-            line = f"stored {stored:,.0f} readings ({rate:,.0f}/s)  dead-lettered {dead:,.0f}  lag {lag:,.0f}"
+            line = f"stored {stored:,.0f} readings ({rate}/s)  dead-lettered {dead:,.0f}  lag {lag:,.0f}"
             print(line.ljust(78), end="\r" if tty else "\n", flush=True)
         time.sleep(1)
