@@ -22,7 +22,7 @@ import polars as pl
 from pandera.errors import SchemaErrors
 
 from telemetry_assets.assets import rollups as r
-from telemetry_assets.assets.common import time_range_ns
+from telemetry_assets.assets.common import TSDB_POOL, time_range_ns
 from telemetry_assets.resources import TelemetryStore
 from telemetry_core.config import Config
 from telemetry_core.rollup import combine
@@ -155,6 +155,7 @@ def _as_check(asset: dg.AssetsDefinition, name: str, description: str, fn, **kwa
         name=name,
         partitions_def=asset.partitions_def,
         description=description,
+        pool=TSDB_POOL,  # checks query the store too
         **kwargs,
     )
     def _check(context: dg.AssetCheckExecutionContext, store: TelemetryStore):

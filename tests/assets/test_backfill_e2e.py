@@ -61,6 +61,39 @@ def prepare_site_scope_case(env: dict[str, str], store) -> list[tuple]:
     return before_b
 
 
+DAY3 = ns("2026-11-19T06:00:00Z")  # the late-data case's hour
+LATE_POINT = ("energy", "site-a", "m1", "power_w", ns("2026-11-19T06:20:00Z"), 12345.0)
+
+
+def prepare_late_data_case(env: dict[str, str], store) -> None:
+    """Day 3: an hour rolled up at every level, then a late point lands in 06:15."""
+    import dagster as dg
+
+    from telemetry_assets.definitions import defs
+
+    store.write_points(fleet_points(DAY3, 1, seed=3))
+    with pytest.MonkeyPatch.context() as mp, dg.DagsterInstance.ephemeral() as instance:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        for job, start, end in (
+            ("rollup_15m_job", "2026-11-19-06:00", "2026-11-19-06:45"),
+            ("rollup_1h_job", "2026-11-19-06:00", "2026-11-19-06:00"),
+        ):
+            assert (
+                defs.resolve_job_def(job)
+                .execute_in_process(
+                    instance=instance,
+                    tags={
+                        "dagster/asset_partition_range_start": start,
+                        "dagster/asset_partition_range_end": end,
+                    },
+                )
+                .success
+            )
+    result = store.write_points([LATE_POINT])
+    assert result.late_windows == ((ns("2026-11-19T06:15:00Z"), "site-a"),)
+
+
 @pytest.fixture(scope="module")
 def dagster_dev(tmp_path_factory):
     folder = tmp_path_factory.mktemp("e2e")
@@ -72,6 +105,7 @@ def dagster_dev(tmp_path_factory):
     store = open_store(env["TELEMETRY_STORE_URL"])
     store.write_points(fleet_points(START, HOURS))
     before_b = prepare_site_scope_case(env, store)
+    prepare_late_data_case(env, store)  # the daemon's late-data sensor picks it up
     port = free_port()
     log = folder / "dagster.log"
     proc = start_dagster(folder / "dagster_home", port, env, log_path=log)
@@ -178,3 +212,27 @@ def test_unknown_asset_and_bad_range_are_one_line_errors(dagster_dev):
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "first partition" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_late_data_sensor_rematerialises_in_the_daemon(dagster_dev):
+    """The running late_data_sensor re-runs 06:15 and then its hour, then clears the mark;
+    the rollups then equal a from-scratch recomputation including the late point."""
+    store, env = dagster_dev["store"], dagster_dev["env"]
+    deadline = time.monotonic() + 150
+    while store.late_windows() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert store.late_windows() == [], "the late-data sensor did not clear the mark in time"
+    hour = (DAY3, DAY3 + 3600 * 10**9)
+    want = recompute(store, *hour, load_config(env["TELEMETRY_CONFIG"]))
+    for level in LEVELS:
+        assert_rows_close(store.read_rollups(level, *hour), want[level])
+    row = store.read_rollups("1h", *hour, site_id="site-a", device_id="m1", field="power_w")
+    assert row["max"][0] == 12345.0  # the late point is in the hour
+    runs = graphql(
+        dagster_dev["url"],
+        'query { runsOrError(filter: {tags: [{key: "telemetry/late_stage", value: "1h"}]}) '
+        "{ ... on Runs { results { status tags { key value } } } } }",
+    )["runsOrError"]["results"]
+    assert [r["status"] for r in runs] == ["SUCCESS"]
+    tags = {t["key"]: t["value"] for t in runs[0]["tags"]}
+    assert tags["dagster/partition"] == "2026-11-19-06:00"
