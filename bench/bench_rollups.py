@@ -124,10 +124,6 @@ def compute_all(store: SqliteStore, config: Config, start: int, end: int) -> Non
 
 def dagster_backfill(folder: Path, store_url: str, days: int) -> float:
     from telemetry_assets.local import graphql, start_dagster, wait_ready
-
-    sys.path.insert(0, str(REPO / "tests"))
-    from conftest import free_port
-
     from telemetry_cli.backfill import (
         LAUNCH,
         PROGRESS,
@@ -135,6 +131,7 @@ def dagster_backfill(folder: Path, store_url: str, days: int) -> float:
         partition_ranges,
         summarize,
     )
+    from tests.conftest import free_port
 
     (folder / "telemetry.toml").write_text(config_toml())
     env = {"TELEMETRY_STORE_URL": store_url, "TELEMETRY_CONFIG": str(folder / "telemetry.toml")}

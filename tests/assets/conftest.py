@@ -8,9 +8,9 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from rollup_helpers import CONFIG_TOML
 
 from telemetry_core.store import Store, open_store
+from tests.assets.rollup_helpers import CONFIG_TOML
 
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)

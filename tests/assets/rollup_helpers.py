@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import textwrap
-from pathlib import Path
 
 import dagster as dg
 
 from telemetry_core.timeutil import parse_rfc3339
+from tests.conftest import free_port, need_service  # noqa: F401 (re-exported)
 
 CONFIG_TOML = textwrap.dedent(
     """
@@ -31,22 +29,6 @@ CONFIG_TOML = textwrap.dedent(
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
-
-
-def _shared_conftest():
-    """tests/conftest.py (need_service, free_port), loaded by path: both conftests are
-    called ``conftest``, so a plain import would be ambiguous."""
-    path = Path(__file__).resolve().parents[1] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("telemetry_shared_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_shared = _shared_conftest()
-need_service = _shared.need_service
-free_port = _shared.free_port
 
 
 def ns(text: str) -> int:

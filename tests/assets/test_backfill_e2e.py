@@ -9,7 +9,11 @@ import sys
 import time
 
 import pytest
-from rollup_helpers import (
+
+from telemetry_assets.local import graphql, start_dagster, wait_ready
+from telemetry_core.config import load_config
+from telemetry_core.store import open_store
+from tests.assets.rollup_helpers import (
     CONFIG_TOML,
     LEVELS,
     assert_rows_close,
@@ -18,10 +22,6 @@ from rollup_helpers import (
     ns,
     recompute,
 )
-
-from telemetry_assets.local import graphql, start_dagster, wait_ready
-from telemetry_core.config import load_config
-from telemetry_core.store import open_store
 
 pytestmark = pytest.mark.slow
 

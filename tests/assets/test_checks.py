@@ -5,11 +5,11 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 import pytest
-from rollup_helpers import fleet_points, ns, run_all
 
 from telemetry_assets.checks import CHECK_FUNCTIONS
 from telemetry_core.config import load_config
 from telemetry_core.windows import HOUR_NS, WINDOW_15M_NS
+from tests.assets.rollup_helpers import fleet_points, ns, run_all
 
 START = ns("2026-11-20T06:00:00Z")
 Q = START + WINDOW_15M_NS  # the corrupted quarter

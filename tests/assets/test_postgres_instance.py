@@ -9,7 +9,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from rollup_helpers import fleet_points, need_service, ns
+
+from tests.assets.rollup_helpers import fleet_points, need_service, ns
 
 pytestmark = pytest.mark.services
 

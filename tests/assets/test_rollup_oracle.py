@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from rollup_helpers import ns, run_all, run_job
 
 from telemetry_core.store import open_store
+from tests.assets.rollup_helpers import ns, run_all, run_job
 
 D = "2026-11-20T"
 EPS = "59.999999999Z"

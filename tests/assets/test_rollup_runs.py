@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from rollup_helpers import (
+
+from telemetry_assets.assets.common import SITE_TAG
+from telemetry_core.config import load_config
+from telemetry_core.windows import WINDOW_15M_NS, partition_key
+from tests.assets.rollup_helpers import (
     FAR,
     LEVELS,
     assert_rows_close,
@@ -14,10 +18,6 @@ from rollup_helpers import (
     run_job,
     snapshot,
 )
-
-from telemetry_assets.assets.common import SITE_TAG
-from telemetry_core.config import load_config
-from telemetry_core.windows import WINDOW_15M_NS, partition_key
 
 START = ns("2026-11-20T06:00:00Z")
 HOURS = 3

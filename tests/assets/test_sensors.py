@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dagster as dg
 import pytest
-from rollup_helpers import FAR, LEVELS, assert_rows_close, fleet_points, ns, recompute, run_all
 
 from telemetry_assets.assets.common import LATE_BATCH_TAG, LATE_POINTS_TAG, SITE_TAG
 from telemetry_assets.resources import TelemetryStore
@@ -14,6 +13,15 @@ from telemetry_assets.sensors.follow import follow_requests
 from telemetry_assets.sensors.late_data import LateState, evaluate
 from telemetry_core.config import load_config
 from telemetry_core.timeutil import now_ns
+from tests.assets.rollup_helpers import (
+    FAR,
+    LEVELS,
+    assert_rows_close,
+    fleet_points,
+    ns,
+    recompute,
+    run_all,
+)
 
 START = ns("2026-11-20T06:00:00Z")
 RANGE = dict(
