@@ -49,60 +49,73 @@ def late_points(tags: dict[str, str] | None) -> int:
         return 0
 
 
-def summarize(
+def expected_devices(config: Config, site: str | None) -> dict[str, int]:
+    return {
+        s.site_id: s.expected_devices
+        for s in config.sites.values()
+        if s.expected_devices and (site is None or s.site_id == site)
+    }
+
+
+def window_metadata(
     rows: pl.DataFrame,
     *,
-    width_ns: int,
-    start_ns: int,
-    end_ns: int,
+    windows: list[int],
     config: Config,
     scope: str,
     site: str | None,
     late: int,
-) -> dict[str, int | float | str]:
-    """Numeric metadata the UI plots per partition: rows, devices, completeness, totals."""
-    windows = max(1, (end_ns - start_ns) // width_ns)
-    md: dict[str, int | float | str] = {
-        "rows": rows.height,
-        "windows": windows,
-        "points": int(rows["count"].sum() or 0) if rows.height else 0,
-        "sites": rows.filter(pl.col("site_id") != ALL)["site_id"].n_unique() if rows.height else 0,
-        "late_points": late,
-    }
-    if scope == "device":
-        md["devices_reporting"] = (
-            rows.select("site_id", "device_id").unique().height if rows.height else 0
-        )
-        expected = {
-            s.site_id: s.expected_devices
-            for s in config.sites.values()
-            if s.expected_devices and (site is None or s.site_id == site)
-        }
-        if expected:
-            total = sum(expected.values())
-            seen = (
-                rows.filter(pl.col("site_id").is_in(list(expected)))
-                .select("window_start", "site_id", "device_id")
-                .unique()
-                .height
-            )
-            md["devices_expected"] = total
-            md["completeness_pct"] = round(
-                100.0 * min(seen, total * windows) / (total * windows), 3
-            )
-    if site is not None:
-        md["scoped_site"] = site
-    if rows.height:
-        totals = (
-            rows.group_by("measurement", "field")
-            .agg(pl.col("count").sum(), pl.col("sum").sum())
-            .sort("measurement", "field")
-            .head(MAX_TOTALS)
-        )
-        for m, f, count, total in totals.iter_rows():
-            kind = config.field_kind(m, f)
-            if headline(kind) == "sum":
-                md[f"{m}.{f}.sum"] = float(total)
-            else:
-                md[f"{m}.{f}.mean"] = float(total / count) if count else 0.0
-    return md
+) -> dict[int, dict[str, int | float | str]]:
+    """Numeric metadata per window (one per partition, so the UI plots each partition's
+    own figures even when a backfill run covers hundreds): rows, points, sites, devices
+    reporting vs expected, completeness, late points, a headline total per field."""
+    expected = expected_devices(config, site) if scope == "device" else {}
+    total_expected = sum(expected.values())
+    out: dict[int, dict[str, int | float | str]] = {}
+    for ws in windows:
+        md: dict[str, int | float | str] = {"rows": 0, "points": 0, "sites": 0, "late_points": late}
+        if scope == "device":
+            md["devices_reporting"] = 0
+            if expected:
+                md["devices_expected"] = total_expected
+                md["completeness_pct"] = 0.0
+        if site is not None:
+            md["scoped_site"] = site
+        out[ws] = md
+    if rows.height == 0:
+        return out
+    device = pl.struct("site_id", "device_id")
+    agg = rows.group_by("window_start").agg(
+        pl.len().alias("rows"),
+        pl.col("count").sum().alias("points"),
+        pl.col("site_id").filter(pl.col("site_id") != ALL).n_unique().alias("sites"),
+        device.n_unique().alias("devices"),
+        device.filter(pl.col("site_id").is_in(list(expected))).n_unique().alias("seen"),
+    )
+    for ws, n_rows, points, sites, devices, seen in agg.iter_rows():
+        md = out.get(ws)
+        if md is None:
+            continue
+        md.update(rows=int(n_rows), points=int(points), sites=int(sites))
+        if scope == "device":
+            md["devices_reporting"] = int(devices)
+            if expected:
+                md["completeness_pct"] = round(
+                    100.0 * min(seen, total_expected) / total_expected, 3
+                )
+    fields = rows.select("measurement", "field").unique().sort("measurement", "field")
+    keep = fields.head(MAX_TOTALS)
+    totals = (
+        rows.join(keep, on=["measurement", "field"])
+        .group_by("window_start", "measurement", "field")
+        .agg(pl.col("count").sum(), pl.col("sum").sum())
+    )
+    for ws, m, f, count, total in totals.iter_rows():
+        md = out.get(ws)
+        if md is None:
+            continue
+        if headline(config.field_kind(m, f)) == "sum":
+            md[f"{m}.{f}.sum"] = float(total)
+        else:
+            md[f"{m}.{f}.mean"] = float(total / count) if count else 0.0
+    return out

@@ -20,15 +20,15 @@ from telemetry_assets.assets.common import (
     TSDB_POOL,
     late_points,
     scoped_site,
-    summarize,
     time_range_ns,
+    window_metadata,
 )
 from telemetry_assets.assets.raw import raw_points
 from telemetry_assets.partitions import hourly_partitions, quarter_hour_partitions
 from telemetry_assets.resources import TelemetryStore
 from telemetry_core.rollup import combine, with_work_hours
 from telemetry_core.store.base import Store
-from telemetry_core.windows import HOUR_NS, WINDOW_15M_NS
+from telemetry_core.windows import HOUR_NS, WINDOW_15M_NS, parse_partition_key
 
 # Partitions per backfill run: a week of quarters, four weeks of hours. Run overhead is
 # seconds per run on this hardware, so one run per partition would make history
@@ -44,7 +44,6 @@ def _run(
     store: TelemetryStore,
     *,
     level: str,
-    width_ns: int,
     scope: str,
     compute: Compute,
 ) -> dg.MaterializeResult:
@@ -57,22 +56,22 @@ def _run(
         partials = compute(s, start, end, site)
         rows = with_work_hours(partials, config, scope)
         written = s.replace_rollups(level, start, end, rows, site_id=site)
+    keys = context.partition_keys
+    per_window = window_metadata(
+        rows,
+        windows=[parse_partition_key(k) for k in keys],
+        config=config,
+        scope=scope,
+        site=site,
+        late=late_points(tags),
+    )
+    for key in keys:
+        context.add_asset_metadata(per_window[parse_partition_key(key)], partition_key=key)
     context.log.info(
-        f"{level}: replaced {written} rows in {len(context.partition_keys)} partition(s)"
+        f"{level}: replaced {written} rows in {len(keys)} partition(s)"
         + (f" of site {site}" if site else "")
     )
-    return dg.MaterializeResult(
-        metadata=summarize(
-            rows,
-            width_ns=width_ns,
-            start_ns=start,
-            end_ns=end,
-            config=config,
-            scope=scope,
-            site=site,
-            late=late_points(tags),
-        )
-    )
+    return dg.MaterializeResult(metadata={"partitions_in_run": len(keys)})
 
 
 def _quarters_policy() -> dg.BackfillPolicy:
@@ -97,7 +96,6 @@ def rollup_15m(context: dg.AssetExecutionContext, store: TelemetryStore) -> dg.M
         context,
         store,
         level="15m",
-        width_ns=WINDOW_15M_NS,
         scope="device",
         compute=lambda s, a, b, site: s.aggregate_raw(a, b, WINDOW_15M_NS, site_id=site),
     )
@@ -117,7 +115,6 @@ def rollup_1h(context: dg.AssetExecutionContext, store: TelemetryStore) -> dg.Ma
         context,
         store,
         level="1h",
-        width_ns=HOUR_NS,
         scope="device",
         compute=lambda s, a, b, site: combine(
             s.read_rollups("15m", a, b, site_id=site), HOUR_NS, "device"
@@ -139,7 +136,6 @@ def site_15m(context: dg.AssetExecutionContext, store: TelemetryStore) -> dg.Mat
         context,
         store,
         level="site_15m",
-        width_ns=WINDOW_15M_NS,
         scope="site",
         compute=lambda s, a, b, site: combine(
             s.read_rollups("15m", a, b, site_id=site), WINDOW_15M_NS, "site"
@@ -161,7 +157,6 @@ def site_1h(context: dg.AssetExecutionContext, store: TelemetryStore) -> dg.Mate
         context,
         store,
         level="site_1h",
-        width_ns=HOUR_NS,
         scope="site",
         compute=lambda s, a, b, site: combine(
             s.read_rollups("1h", a, b, site_id=site), HOUR_NS, "site"
@@ -183,7 +178,6 @@ def portfolio_15m(context: dg.AssetExecutionContext, store: TelemetryStore) -> d
         context,
         store,
         level="portfolio_15m",
-        width_ns=WINDOW_15M_NS,
         scope="portfolio",
         compute=lambda s, a, b, _site: combine(
             s.read_rollups("site_15m", a, b), WINDOW_15M_NS, "portfolio"
@@ -205,7 +199,6 @@ def portfolio_1h(context: dg.AssetExecutionContext, store: TelemetryStore) -> dg
         context,
         store,
         level="portfolio_1h",
-        width_ns=HOUR_NS,
         scope="portfolio",
         compute=lambda s, a, b, _site: combine(
             s.read_rollups("site_1h", a, b), HOUR_NS, "portfolio"

@@ -187,3 +187,35 @@ def test_materialization_metadata(defs, instance, store):
     assert md["energy.energy_kwh.sum"] == pytest.approx(2.0 + 3.0 + 0.5 + 0.05)
     assert md["energy.power_w.mean"] == pytest.approx((200 + 300 + 50 + 5) / 4)
     assert md["late_points"] == 0
+
+
+def test_range_run_metadata_is_per_partition(defs, instance, store):
+    seed(store)
+    result = run_job(
+        defs, "rollup_15m_job", instance, start="2026-11-20-06:45", end="2026-11-20-07:30"
+    )
+    mats = {
+        m.partition: {k: v.value for k, v in m.metadata.items()}
+        for m in result.asset_materializations_for_node("rollup_15m")
+    }
+    assert sorted(mats) == [
+        "2026-11-20-06:45",
+        "2026-11-20-07:00",
+        "2026-11-20-07:15",
+        "2026-11-20-07:30",
+    ]
+    assert [mats[k]["rows"] for k in sorted(mats)] == [2, 6, 2, 0]
+    assert [mats[k]["devices_reporting"] for k in sorted(mats)] == [1, 3, 1, 0]
+    assert mats["2026-11-20-07:15"]["energy.power_w.mean"] == 400.0
+    assert "energy.power_w.mean" not in mats["2026-11-20-07:30"]
+    assert all(m["partitions_in_run"] == 4 for m in mats.values())
+    site = {
+        m.partition: m.metadata["points"].value
+        for m in result.asset_materializations_for_node("site_15m")
+    }
+    assert site == {
+        "2026-11-20-06:45": 2,
+        "2026-11-20-07:00": 8,
+        "2026-11-20-07:15": 2,
+        "2026-11-20-07:30": 0,
+    }
