@@ -153,7 +153,8 @@ def evaluate(
     too_old = [(m.window_start, m.site_id) for m in marks if m.window_start < first]
     if too_old:  # before the first partition: nothing can be rolled up there
         store.clear_late_windows(too_old, max(m.last_marked_at for m in marks))
-    marks = [m for m in marks if m.window_start >= first]
+    # A window still open is no partition yet; its mark waits until the window has ended.
+    marks = [m for m in marks if first <= m.window_start <= now - HOUR_NS // 4]
     if not marks:
         return [], message + "no late windows"
     batch = Batch(
@@ -170,12 +171,27 @@ def evaluate(
     return requests, message + f"batch {batch.id}: {len(marks)} marks, {len(requests)} windows"
 
 
+WILL_RETRY_TAG = "dagster/will_retry"  # set on a failed run the retry daemon will re-launch
+
+
 def _statuses(instance: dg.DagsterInstance) -> Callable[[str, str], list[dg.DagsterRunStatus]]:
+    """The status of the newest run per partition of a batch stage. A failed run that
+    Dagster's run retries will re-launch counts as still running, so a retry that
+    succeeds completes the batch instead of abandoning it."""
+
     def lookup(batch_id: str, stage: str) -> list[dg.DagsterRunStatus]:
         runs = instance.get_runs(
             filters=dg.RunsFilter(tags={LATE_BATCH_TAG: batch_id, STAGE_TAG: stage})
-        )
-        return [r.status for r in runs]
+        )  # newest first
+        latest: dict[str, dg.DagsterRun] = {}
+        for run in runs:
+            latest.setdefault(run.tags.get("dagster/partition", run.run_id), run)
+        return [
+            dg.DagsterRunStatus.STARTED
+            if r.status == dg.DagsterRunStatus.FAILURE and r.tags.get(WILL_RETRY_TAG) == "true"
+            else r.status
+            for r in latest.values()
+        ]
 
     return lookup
 

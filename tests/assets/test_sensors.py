@@ -174,3 +174,42 @@ def test_follow_sensor_requests_the_hour_of_a_scheduled_quarter(defs, instance, 
         instance=instance, partition_key="2026-11-20-06:00"
     )
     assert follow_requests(instance.get_run_by_id(hourly.run_id)) == []
+
+
+def test_a_run_being_retried_does_not_abandon_the_batch(defs, instance, rolled, env, monkeypatch):
+    rolled.write_points([("energy", "site-a", "m2", "power_w", ns("2026-11-20T06:31:00Z"), 7.0)])
+    first = tick(instance, None)
+    (request,) = first.run_requests
+    job = defs.resolve_job_def(request.job_name)
+    monkeypatch.setenv("TELEMETRY_STORE_URL", "bogus://nowhere")  # the first attempt fails
+    failed = job.execute_in_process(
+        instance=instance,
+        partition_key=request.partition_key,
+        tags={**request.tags, "dagster/will_retry": "true"},
+        raise_on_error=False,
+    )
+    assert not failed.success
+    monkeypatch.setenv("TELEMETRY_STORE_URL", env["TELEMETRY_STORE_URL"])
+    waiting = tick(instance, first.cursor)
+    assert not waiting.run_requests
+    assert "0/1 15m runs done" in waiting.skip_reason.skip_message
+    # the retry (same tags, a newer run) succeeds: the batch moves on to the hour
+    retry = job.execute_in_process(
+        instance=instance,
+        partition_key=request.partition_key,
+        tags={**request.tags, "dagster/retry_number": "1"},
+    )
+    assert retry.success
+    hours = tick(instance, waiting.cursor)
+    assert [r.partition_key for r in hours.run_requests] == ["2026-11-20-06:00"]
+
+
+def test_marks_of_open_windows_wait(store):
+    now = now_ns()
+    store.write_points(
+        [("energy", "site-a", "m1", "power_w", now, 1.0)], late_cutoff_ns=now + 3600 * 10**9
+    )
+    assert len(store.late_windows()) == 1  # marked (cutoff in the future), window still open
+    requests, message = evaluate(LateState(), store, FakeStatuses(), now_ns=now)
+    assert requests == [] and "no late windows" in message
+    assert len(store.late_windows()) == 1  # kept for later
