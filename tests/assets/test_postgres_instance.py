@@ -87,7 +87,8 @@ def test_postgres_instance_records_run_and_materializations(
             }
         latest = instance.get_latest_materialization_event(dg.AssetKey("rollup_15m"))
         metadata = latest.asset_materialization.metadata
-        assert metadata["rows"].value == 2 * 3 * 2 * 4  # sites x devices x fields x windows
+        assert metadata["rows"].value == 2 * 3 * 2  # per partition: sites x devices x fields
+        assert metadata["partitions_in_run"].value == 4
         checks = result.get_asset_check_evaluations()
         assert checks and all(c.passed for c in checks)
 
