@@ -76,7 +76,7 @@ class Daemon:
         self.pull_batch = max(64, min(1000, settings.batch_size))
         # Memory bound: messages and points received but not yet acknowledged.
         self.max_held = max(4 * settings.batch_size, 4 * self.pull_batch)
-        self.max_held_points = 4 * settings.batch_size
+        self.max_held_points = 8 * settings.batch_size  # ~150 B a point: ~6 MB by default
         self._held_points = 0
         self._points_per_msg = 1.0  # running estimate, sizes pull requests
         self.http_port: int | None = None
