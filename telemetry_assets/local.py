@@ -69,7 +69,9 @@ def start_dagster(
     """Write ``home/dagster.yaml`` and start ``dagster dev`` on 127.0.0.1:``port``.
 
     ``env`` is laid over the current environment (pass TELEMETRY_STORE_URL and
-    TELEMETRY_CONFIG there); schedules and sensors start RUNNING by their defaults.
+    TELEMETRY_CONFIG there); schedules and sensors start RUNNING by their defaults. The
+    working directory is inherited, so a relative store URL means the same file as for
+    the ingest daemon started next to it.
     """
     home = Path(home).resolve()
     write_instance(home)
@@ -78,10 +80,8 @@ def start_dagster(
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
-            return subprocess.Popen(
-                cmd, env=run_env, stdout=log, stderr=subprocess.STDOUT, cwd=home
-            )
-    return subprocess.Popen(cmd, env=run_env, cwd=home)
+            return subprocess.Popen(cmd, env=run_env, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(cmd, env=run_env)
 
 
 def graphql(url: str, query: str, variables: dict | None = None, timeout: float = 30.0) -> dict:
