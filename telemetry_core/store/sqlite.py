@@ -64,6 +64,7 @@ _SCHEMA = [
     for level in ROLLUP_LEVELS
 ]
 
+MAX_WINDOWS_PER_REPLACE = 200_000  # ~5.7 years of 15-minute windows: a bigger range is a bug
 LEVEL_WIDTH = {lvl: (WINDOW_15M_NS if lvl.endswith("15m") else HOUR_NS) for lvl in ROLLUP_LEVELS}
 _RAW_SCHEMA = {
     "time": "Int64", "measurement": "String", "site_id": "String",
@@ -292,6 +293,11 @@ class SqliteStore:
                 raise ValueError(f"rollup row of site {row[2]!r} in a run scoped to {site_id!r}")
         site_clause = " AND site_id = ?" if site_id is not None else ""
         params = [start_ns, end_ns] + ([site_id] if site_id is not None else [])
+        if (end_ns - start_ns) // width > MAX_WINDOWS_PER_REPLACE:
+            raise ValueError(
+                f"replacing {(end_ns - start_ns) // width} windows at once: split the range"
+                f" (at most {MAX_WINDOWS_PER_REPLACE})"
+            )
         now = time.time_ns()
         marks = [
             (level, ws, site_id or ALL, now) for ws in windows_between(start_ns, end_ns, width)
