@@ -182,7 +182,7 @@ def daemon_run(url: str, n_msgs: int, per_msg: int, work: Path) -> tuple[float, 
             except (OSError, StopIteration):
                 pass
             rss = max(rss, _rss_kb(proc.pid))
-            time.sleep(0.01)
+            time.sleep(0.1)  # polling /metrics costs the daemon CPU: keep it rare
     finally:
         stop_process(proc)
 
