@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from telemetry_core.store.base import ALL, KEY_COLUMNS, ROLLUP_COLUMNS
+from telemetry_core.store.base import ALL, KEY_COLUMNS, PARTIAL_SCHEMA, ROLLUP_COLUMNS
 
 if TYPE_CHECKING:
     from telemetry_core.config import Config
@@ -107,20 +107,4 @@ def headline(kind: str) -> str:
 
 
 def _empty_partials() -> pl.DataFrame:
-    return pl.DataFrame(
-        schema={
-            "window_start": pl.Int64,
-            "measurement": pl.String,
-            "site_id": pl.String,
-            "device_id": pl.String,
-            "field": pl.String,
-            "count": pl.Int64,
-            "sum": pl.Float64,
-            "min": pl.Float64,
-            "max": pl.Float64,
-            "first": pl.Float64,
-            "last": pl.Float64,
-            "first_time": pl.Int64,
-            "last_time": pl.Int64,
-        }
-    )
+    return pl.DataFrame(schema={name: getattr(pl, dtype) for name, dtype in PARTIAL_SCHEMA.items()})

@@ -20,6 +20,19 @@ RAW_COLUMNS = ("time", "measurement", "site_id", "device_id", "field", "value")
 KEY_COLUMNS = ("measurement", "site_id", "device_id", "field")
 PARTIAL_COLUMNS = ("count", "sum", "min", "max", "first", "last", "first_time", "last_time")
 ROLLUP_COLUMNS = ("window_start", *KEY_COLUMNS, *PARTIAL_COLUMNS, "is_work_hours")
+# Column dtypes (polars type names, so this module needs no polars) of the frames every
+# store returns: read_points, aggregate_raw, read_rollups.
+RAW_SCHEMA = {
+    "time": "Int64", "measurement": "String", "site_id": "String",
+    "device_id": "String", "field": "String", "value": "Float64",
+}  # fmt: skip
+PARTIAL_SCHEMA = {
+    "window_start": "Int64", "measurement": "String", "site_id": "String",
+    "device_id": "String", "field": "String", "count": "Int64", "sum": "Float64",
+    "min": "Float64", "max": "Float64", "first": "Float64", "last": "Float64",
+    "first_time": "Int64", "last_time": "Int64",
+}  # fmt: skip
+ROLLUP_SCHEMA = {**PARTIAL_SCHEMA, "is_work_hours": "Boolean"}
 # Rollup levels a store keeps: resolution x scope. Site rows have device_id "*"; portfolio
 # rows have site_id and device_id "*".
 ROLLUP_LEVELS = ("15m", "1h", "site_15m", "site_1h", "portfolio_15m", "portfolio_1h")

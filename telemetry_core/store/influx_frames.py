@@ -8,23 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from telemetry_core.store.base import KEY_COLUMNS
+from telemetry_core.store.base import KEY_COLUMNS, PARTIAL_SCHEMA, RAW_SCHEMA, ROLLUP_SCHEMA
 from telemetry_core.store.influx_http import Series
+
+__all__ = ["PARTIAL_SCHEMA", "RAW_SCHEMA", "ROLLUP_SCHEMA"]
 
 if TYPE_CHECKING:
     import polars as pl
 
-RAW_SCHEMA = {
-    "time": "Int64", "measurement": "String", "site_id": "String",
-    "device_id": "String", "field": "String", "value": "Float64",
-}  # fmt: skip
-PARTIAL_SCHEMA = {
-    "window_start": "Int64", "measurement": "String", "site_id": "String",
-    "device_id": "String", "field": "String", "count": "Int64", "sum": "Float64",
-    "min": "Float64", "max": "Float64", "first": "Float64", "last": "Float64",
-    "first_time": "Int64", "last_time": "Int64",
-}  # fmt: skip
-ROLLUP_SCHEMA = {**PARTIAL_SCHEMA, "is_work_hours": "Boolean"}
 _FLOATS = frozenset(("value", "sum", "min", "max", "first", "last"))
 
 

@@ -24,8 +24,11 @@ from telemetry_core.identifiers import check_field, check_name
 from telemetry_core.store.base import (
     ALL,
     KEY_COLUMNS,
+    PARTIAL_SCHEMA,
+    RAW_SCHEMA,
     ROLLUP_COLUMNS,
     ROLLUP_LEVELS,
+    ROLLUP_SCHEMA,
     LateWindow,
     Point,
     StoreUnavailable,
@@ -66,16 +69,6 @@ _SCHEMA = [
 
 MAX_WINDOWS_PER_REPLACE = 200_000  # ~5.7 years of 15-minute windows: a bigger range is a bug
 LEVEL_WIDTH = {lvl: (WINDOW_15M_NS if lvl.endswith("15m") else HOUR_NS) for lvl in ROLLUP_LEVELS}
-_RAW_SCHEMA = {
-    "time": "Int64", "measurement": "String", "site_id": "String",
-    "device_id": "String", "field": "String", "value": "Float64",
-}  # fmt: skip
-_PARTIAL_SCHEMA = {
-    "window_start": "Int64", "measurement": "String", "site_id": "String",
-    "device_id": "String", "field": "String", "count": "Int64", "sum": "Float64",
-    "min": "Float64", "max": "Float64", "first": "Float64", "last": "Float64",
-    "first_time": "Int64", "last_time": "Int64",
-}  # fmt: skip
 
 
 def _frame(rows: list[tuple], schema: dict[str, str]) -> pl.DataFrame:
@@ -282,7 +275,7 @@ class SqliteStore:
         )
         with self._lock, self._translate():
             rows = self._conn.execute(sql, [start_ns, end_ns, *params]).fetchall()
-        return _frame(rows, _RAW_SCHEMA)
+        return _frame(rows, RAW_SCHEMA)
 
     def aggregate_raw(self, start_ns, end_ns, width_ns, *, site_id=None):
         where, params = _filters("s", site_id=site_id)
@@ -306,7 +299,7 @@ class SqliteStore:
             args["site"] = params[0]
         with self._lock, self._translate():
             rows = self._conn.execute(sql, args).fetchall()
-        return _frame(rows, _PARTIAL_SCHEMA)
+        return _frame(rows, PARTIAL_SCHEMA)
 
     # -- rollups ---------------------------------------------------------------------
     def replace_rollups(self, level, start_ns, end_ns, rows, *, site_id=None) -> int:
@@ -365,7 +358,7 @@ class SqliteStore:
         with self._lock, self._translate():
             rows = self._conn.execute(sql, [start_ns, end_ns, *params]).fetchall()
         rows = [(*r[:-1], None if r[-1] is None else bool(r[-1])) for r in rows]
-        return _frame(rows, {**_PARTIAL_SCHEMA, "is_work_hours": "Boolean"})
+        return _frame(rows, ROLLUP_SCHEMA)
 
     def rolled_up_windows(self, level, start_ns, end_ns):
         check_level(level)
