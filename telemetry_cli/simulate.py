@@ -72,9 +72,7 @@ async def simulate(args: argparse.Namespace) -> int:
 
     url = args.nats_url or os.environ.get("TELEMETRY_NATS_URL") or "nats://127.0.0.1:4222"
     try:
-        nc = await nats.connect(
-            url, connect_timeout=3, max_reconnect_attempts=3, error_cb=_quiet
-        )
+        nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=3, error_cb=_quiet)
     except (NoServersError, OSError, TimeoutError):
         raise CliError(f"cannot connect to NATS at {url}") from None
     js = nc.jetstream()
