@@ -26,66 +26,21 @@ import http.client
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from telemetry_cli.services import start_influxd
 from telemetry_core.lineprotocol import encode_frame, encode_points
 from telemetry_core.store import open_store
 from telemetry_core.windows import WINDOW_15M_NS
 
 T0 = 1_795_000_000_000_000_000 - 1_795_000_000_000_000_000 % WINDOW_15M_NS
-CONFIG = """\
-reporting-disabled = true
-bind-address = "127.0.0.1:{rpc}"
-[meta]
-  dir = "{root}/meta"
-[data]
-  dir = "{root}/data"
-  wal-dir = "{root}/wal"
-  query-log-enabled = false
-[monitor]
-  store-enabled = false
-[http]
-  bind-address = "127.0.0.1:{http}"
-  log-enabled = false
-  max-body-size = 0
-[continuous_queries]
-  enabled = false
-[logging]
-  level = "warn"
-"""
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_influxd(binary: str, root: Path) -> tuple[subprocess.Popen, int]:
-    http, rpc = free_port(), free_port()
-    (root / "influxd.conf").write_text(CONFIG.format(root=root, rpc=rpc, http=http))
-    log = (root / "influxd.log").open("ab")
-    proc = subprocess.Popen([binary, "-config", str(root / "influxd.conf")], stdout=log, stderr=log)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{http}/ping", timeout=1)
-            return proc, http
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("influxd did not start; see " + str(root / "influxd.log"))
 
 
 def points(n: int, *, start: int = T0, series: int = 500, step_ns: int = 1_000_000) -> list:

@@ -20,7 +20,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from telemetry_cli.services import start_influxd, stop_process
 from telemetry_core.store import Store, open_store
 from telemetry_core.store.sqlite import SqliteStore
 
@@ -52,32 +52,6 @@ free_port, need_service, wait_port = _shared.free_port, _shared.need_service, _s
 INFLUXD = os.environ.get("INFLUXD_BINARY") or shutil.which("influxd") or "/usr/bin/influxd"
 V2_ENV = ("INFLUXDB2_URL", "INFLUXDB2_TOKEN", "INFLUXDB2_ORG")
 
-_CONFIG = """\
-reporting-disabled = true
-bind-address = "127.0.0.1:{rpc_port}"
-[meta]
-  dir = "{root}/meta"
-[data]
-  dir = "{root}/data"
-  wal-dir = "{root}/wal"
-  query-log-enabled = false
-  cache-snapshot-write-cold-duration = "10s"
-[coordinator]
-  write-timeout = "30s"
-[retention]
-  enabled = false
-[monitor]
-  store-enabled = false
-[http]
-  bind-address = "127.0.0.1:{http_port}"
-  log-enabled = false
-  max-body-size = 0
-[continuous_queries]
-  enabled = false
-[logging]
-  level = "warn"
-"""
-
 
 @dataclass
 class InfluxServer:
@@ -90,26 +64,7 @@ class InfluxServer:
 
     def start(self) -> None:
         """Start on free ports; a restart keeps the HTTP port (and the data)."""
-        self.port = self.port or free_port()
-        config = self.root / "influxd.conf"
-        config.write_text(_CONFIG.format(root=self.root, rpc_port=free_port(), http_port=self.port))
-        log = (self.root / "influxd.log").open("ab")
-        self.proc = subprocess.Popen(
-            [self.binary, "-config", str(config)], stdout=log, stderr=subprocess.STDOUT
-        )
-        if not (wait_port(self.port, 30) and self._pinged(30)):
-            self.stop()
-            tail = (self.root / "influxd.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"influxd did not start:\n{tail}")
-
-    def _pinged(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ping", timeout=1)
-                return True
-            time.sleep(0.1)
-        return False
+        self.proc, self.port = start_influxd(self.binary, self.root, self.port)
 
     def drop(self, database: str) -> None:
         body = f'q=DROP DATABASE "{database}"'.encode()
@@ -117,14 +72,8 @@ class InfluxServer:
             urllib.request.urlopen(f"http://127.0.0.1:{self.port}/query", data=body, timeout=10)
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
+        stop_process(self.proc)
+        self.proc = None
 
 
 @pytest.fixture(scope="session")
