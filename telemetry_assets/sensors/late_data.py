@@ -83,35 +83,25 @@ class LateState:
         )
 
 
-def _quarter_requests(batch: Batch) -> list[dg.RunRequest]:
+def _requests(batch: Batch, stage: str) -> list[dg.RunRequest]:
+    """One run per marked window ("15m") or per hour the marks touch ("1h")."""
+    job, width, starts = (
+        (rollup_15m_job, HOUR_NS // 4, batch.windows())
+        if stage == "15m"
+        else (rollup_1h_job, HOUR_NS, batch.hours())
+    )
     return [
         dg.RunRequest(
-            run_key=f"{batch.id}:15m:{partition_key(ws)}",
-            job_name=rollup_15m_job.name,
-            partition_key=partition_key(ws),
+            run_key=f"{batch.id}:{stage}:{partition_key(start)}",
+            job_name=job.name,
+            partition_key=partition_key(start),
             tags={
                 LATE_BATCH_TAG: batch.id,
-                STAGE_TAG: "15m",
-                LATE_POINTS_TAG: str(batch.points_in(ws, HOUR_NS // 4)),
+                STAGE_TAG: stage,
+                LATE_POINTS_TAG: str(batch.points_in(start, width)),
             },
         )
-        for ws in batch.windows()
-    ]
-
-
-def _hour_requests(batch: Batch) -> list[dg.RunRequest]:
-    return [
-        dg.RunRequest(
-            run_key=f"{batch.id}:1h:{partition_key(h)}",
-            job_name=rollup_1h_job.name,
-            partition_key=partition_key(h),
-            tags={
-                LATE_BATCH_TAG: batch.id,
-                STAGE_TAG: "1h",
-                LATE_POINTS_TAG: str(batch.points_in(h, HOUR_NS)),
-            },
-        )
-        for h in batch.hours()
+        for start in starts
     ]
 
 
@@ -138,7 +128,7 @@ def evaluate(
                 return [], f"batch {batch.id}: runs never started; its marks stay for a retry"
             return [], f"batch {batch.id}: {done}/{batch.expected} {batch.stage} runs done"
         if batch.stage == "15m":
-            requests = _hour_requests(batch)
+            requests = _requests(batch, "1h")
             batch.stage, batch.expected, batch.since = "1h", len(requests), now
             return requests, f"batch {batch.id}: 15-minute runs done, {len(requests)} hourly"
         cleared = store.clear_late_windows([(ws, site) for ws, site, _ in batch.marks], batch.up_to)
@@ -165,7 +155,7 @@ def evaluate(
         expected=0,
         since=now,
     )
-    requests = _quarter_requests(batch)
+    requests = _requests(batch, "15m")
     batch.expected = len(requests)
     state.batch = batch
     return requests, message + f"batch {batch.id}: {len(marks)} marks, {len(requests)} windows"
