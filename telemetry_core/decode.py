@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 
 from telemetry_core.identifiers import IdentifierError, is_field
+from telemetry_core.store.base import Point
 from telemetry_core.subjects import parse_subject
 from telemetry_core.timeutil import NS, TimestampError, parse_timestamp
 
@@ -68,9 +69,6 @@ def _remember(cache: dict[str, Any], key: str, value: Any = True) -> Any:
 
 
 _msgpack = msgspec.msgpack.Decoder()
-
-# (measurement, site_id, device_id, field, time_ns, value)
-Point = tuple[str, str, str, str, int, float]
 
 
 @dataclass(frozen=True)

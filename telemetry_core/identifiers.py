@@ -30,3 +30,12 @@ def check_field(value: object, what: str = "field") -> str:
     if not is_field(value):
         raise IdentifierError(f"{what} {value!r} must match [A-Za-z0-9_.-]{{1,64}}")
     return value  # type: ignore[return-value]
+
+
+def check_series_key(key: tuple[str, str, str, str]) -> None:
+    """Validate a series key (measurement, site_id, device_id, field) before any store sees it."""
+    measurement, site_id, device_id, fld = key
+    check_name(measurement, "measurement")
+    check_name(site_id, "site_id")
+    check_name(device_id, "device_id")
+    check_field(fld)

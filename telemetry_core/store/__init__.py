@@ -15,6 +15,7 @@ from telemetry_core.store.base import (
     LateWindow,
     Point,
     Store,
+    StoreError,
     StoreUnavailable,
     WriteResult,
 )
@@ -33,10 +34,6 @@ __all__ = [
     "open_store",
     "redact_url",
 ]
-
-
-class StoreError(ValueError):
-    """A store URL that cannot work (wrong scheme, missing path)."""
 
 
 def redact_url(url: str) -> str:

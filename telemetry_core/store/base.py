@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from telemetry_core.windows import HOUR_NS, WINDOW_15M_NS
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -39,6 +41,10 @@ ROLLUP_LEVELS = ("15m", "1h", "site_15m", "site_1h", "portfolio_15m", "portfolio
 ALL = "*"
 
 
+class StoreError(ValueError):
+    """A store URL that cannot work (wrong scheme, missing path, missing credentials)."""
+
+
 class StoreUnavailable(RuntimeError):
     """The store cannot take writes right now (retry later; never drop the data)."""
 
@@ -63,16 +69,34 @@ def check_level(level: str) -> str:
     return level
 
 
+def level_width(level: str) -> int:
+    """Window width of a rollup level in ns: 15 minutes for ``*15m``, an hour for ``*1h``."""
+    return WINDOW_15M_NS if check_level(level).endswith("15m") else HOUR_NS
+
+
 @runtime_checkable
 class Store(Protocol):
     url: str
 
     def write_points(
-        self, points: Sequence[Point], *, late_cutoff_ns: int | None = None
+        self,
+        points: Sequence[Point],
+        *,
+        seqs: Sequence[int] | None = None,
+        late_cutoff_ns: int | None = None,
     ) -> WriteResult:
-        """Upsert by identity in one commit. Windows (15 min, per site) of the points that
-        end at or before ``late_cutoff_ns``, or that were already rolled up, are marked late
-        in the same commit."""
+        """Upsert by identity in one commit, last write in *stream order* wins.
+
+        ``seqs`` runs parallel to ``points``: the JetStream stream sequence of the message
+        each point came from. A point replaces a stored point of the same identity only if
+        its sequence is not lower than the stored one's, whatever order calls arrive in
+        (a redelivery after a crash, or a second daemon, never overwrites a newer rewrite).
+        Within one call the highest sequence wins; on equal sequences the later point in
+        the list. ``seqs=None`` writes every point with sequence 0 (writes from outside the
+        stream: tests, seeding), which never replaces a value that came from the stream.
+
+        Windows (15 min, per site) of the points that end at or before ``late_cutoff_ns``,
+        or that were already rolled up, are marked late in the same commit."""
         ...
 
     def read_points(

@@ -53,8 +53,7 @@ import os
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from telemetry_core.identifiers import check_name
-from telemetry_core.store import StoreError  # a ValueError the CLI reports plainly
-from telemetry_core.store.base import StoreUnavailable
+from telemetry_core.store.base import StoreError, StoreUnavailable
 from telemetry_core.store.influx_http import InfluxRequestError, V1Http, quote_ident
 from telemetry_core.store.influx_layout import tag_filters
 from telemetry_core.store.influx_store import InfluxStore

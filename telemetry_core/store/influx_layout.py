@@ -11,7 +11,6 @@ from typing import Protocol
 from telemetry_core.identifiers import check_field, check_name
 from telemetry_core.store.base import ALL, check_level
 from telemetry_core.store.influx_http import quote_ident, quote_str
-from telemetry_core.windows import HOUR_NS, WINDOW_15M_NS
 
 RAW = "raw"
 ROLLED_UP = "rolled_up"
@@ -36,14 +35,6 @@ class Writer(Protocol):
     def close(self) -> None: ...
 
 
-def series_checker(key: tuple[str, str, str, str]) -> None:
-    """Validate a new series key before its first point is encoded."""
-    check_name(key[0], "measurement")
-    check_name(key[1], "site_id")
-    check_name(key[2], "device_id")
-    check_field(key[3])
-
-
 def tag_filters(**tags: str | None) -> str:
     """``AND "tag" = 'value'`` clauses, each value validated first (no InfluxQL injection)."""
     out = []
@@ -64,10 +55,6 @@ ROLLUP_FIELDS = {
     "count": "int", "sum": "float", "min": "float", "max": "float", "first": "float",
     "last": "float", "first_time": "int", "last_time": "int", "is_work_hours": "int",
 }  # fmt: skip
-
-
-def level_width(level: str) -> int:
-    return WINDOW_15M_NS if check_level(level).endswith("15m") else HOUR_NS
 
 
 def rollup_measurement(level: str) -> str:

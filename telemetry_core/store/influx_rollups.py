@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from telemetry_core.identifiers import check_field, check_name
 from telemetry_core.lineprotocol import check_float_column, encode_frame
-from telemetry_core.store.base import ALL, KEY_COLUMNS, ROLLUP_COLUMNS, check_level
+from telemetry_core.store.base import ALL, KEY_COLUMNS, ROLLUP_COLUMNS, check_level, level_width
 from telemetry_core.store.influx_frames import (
     PARTIAL_SCHEMA,
     ROLLUP_SCHEMA,
@@ -30,7 +30,6 @@ from telemetry_core.store.influx_layout import (
     ROLLED_UP,
     ROLLUP_FIELDS,
     Writer,
-    level_width,
     rollup_measurement,
     tag_filters,
 )

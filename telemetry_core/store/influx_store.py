@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from telemetry_core.identifiers import check_name
+from telemetry_core.identifiers import check_name, check_series_key
 from telemetry_core.lineprotocol import encode_points
 from telemetry_core.store.base import (
     ALL,
@@ -29,7 +29,6 @@ from telemetry_core.store.influx_layout import (
     RAW,
     ROLLED_UP,
     Writer,
-    series_checker,
     tag_filters,
 )
 from telemetry_core.store.influx_rollups import RollupMixin
@@ -72,7 +71,9 @@ class InfluxStore(RollupMixin):
         # anything is sent. Requests stay under servers' body limits (1.x: 25 MB).
         step, cache = _MAX_REQUEST_POINTS, self._prefixes
         bodies = [
-            encode_points(points[i : i + step], measurement=RAW, cache=cache, check=series_checker)
+            encode_points(
+                points[i : i + step], measurement=RAW, cache=cache, check=check_series_key
+            )
             for i in range(0, len(points), step)
         ]
         times = [p[4] for p in points]

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from telemetry_core.identifiers import check_field, check_name
+from telemetry_core.identifiers import check_field, check_name, check_series_key
 from telemetry_core.store.base import (
     ALL,
     KEY_COLUMNS,
@@ -34,8 +34,9 @@ from telemetry_core.store.base import (
     StoreUnavailable,
     WriteResult,
     check_level,
+    level_width,
 )
-from telemetry_core.windows import HOUR_NS, WINDOW_15M_NS, windows_between
+from telemetry_core.windows import WINDOW_15M_NS, windows_between
 
 if TYPE_CHECKING:
     import polars as pl
@@ -68,7 +69,6 @@ _SCHEMA = [
 ]
 
 MAX_WINDOWS_PER_REPLACE = 200_000  # ~5.7 years of 15-minute windows: a bigger range is a bug
-LEVEL_WIDTH = {lvl: (WINDOW_15M_NS if lvl.endswith("15m") else HOUR_NS) for lvl in ROLLUP_LEVELS}
 
 
 def _frame(rows: list[tuple], schema: dict[str, str]) -> pl.DataFrame:
@@ -117,14 +117,6 @@ def _insert_raw(conn: sqlite3.Connection, params: list) -> None:
             "ON CONFLICT (time, series_id) DO UPDATE SET value = excluded.value",
             chunk,
         )
-
-
-def _check_key(key: tuple[str, str, str, str]) -> None:
-    measurement, site_id, device_id, field = key
-    check_name(measurement, "measurement")
-    check_name(site_id, "site_id")
-    check_name(device_id, "device_id")
-    check_field(field)
 
 
 class SqliteStore:
@@ -214,7 +206,7 @@ class SqliteStore:
             if sid is None:
                 waiting = fresh.get(key)
                 if waiting is None:
-                    _check_key(key)
+                    check_series_key(key)
                     waiting = fresh[key] = []
                 waiting.append(len(params) + 1)
             params += (t, sid, v)
@@ -304,7 +296,7 @@ class SqliteStore:
     # -- rollups ---------------------------------------------------------------------
     def replace_rollups(self, level, start_ns, end_ns, rows, *, site_id=None) -> int:
         check_level(level)
-        width = LEVEL_WIDTH[level]
+        width = level_width(level)
         data = rows.select(ROLLUP_COLUMNS).rows() if rows.height else []
         for row in data:
             if not start_ns <= row[0] < end_ns:
