@@ -39,7 +39,7 @@ def berlin_work_hours(ws: int) -> bool:
 def by_hand(points, *, field, width, start, end, site=None, device=None, key="device"):
     """Partials of the raw points per (window, group), in plain Python."""
     groups: dict[tuple, list[tuple[int, float, str, str]]] = defaultdict(list)
-    for m, s, d, f, t, v in points:
+    for _m, s, d, f, t, v in points:
         if f != field or not start <= t - t % width < end:
             continue
         if (site and s != site) or (device and d != device):
@@ -181,7 +181,7 @@ def test_top_sites_and_devices(api: Api):
                            start=iso(start), end=iso(end))  # fmt: skip
     assert status == 200 and body["by"] == "site"
     totals: dict[str, float] = defaultdict(float)
-    for m, s, d, f, t, v in api.points:
+    for _m, s, _d, f, _t, v in api.points:
         if f == "energy_kwh":
             totals[s] += v
     ranked = sorted(totals.items(), key=lambda kv: -kv[1])
@@ -193,7 +193,7 @@ def test_top_sites_and_devices(api: Api):
                            limit=2, start=iso(start), end=iso(end))  # fmt: skip
     assert status == 200
     sums: dict[tuple, list[float]] = defaultdict(list)
-    for m, s, d, f, t, v in api.points:
+    for _m, s, d, f, _t, v in api.points:
         if f == "power_w":
             sums[(s, d)].append(v)
     means = sorted(((k, sum(v) / len(v)) for k, v in sums.items()), key=lambda kv: -kv[1])[:2]
