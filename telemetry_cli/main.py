@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "telemetry_cli.simulate",
     "telemetry_cli.query",
     "telemetry_cli.backfill",
+    "telemetry_cli.dlq",
     "telemetry_cli.api",
 )
 
