@@ -14,11 +14,12 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from telemetry_core.config import Config, load_config
 from telemetry_core.series import (
@@ -30,9 +31,71 @@ from telemetry_core.series import (
 )
 from telemetry_core.store import Store, StoreUnavailable, open_store
 
+NAME = r"^[A-Za-z0-9_-]{1,64}$"
+FIELD = r"^[A-Za-z0-9_.-]{1,64}$"
 DESCRIPTION = """Read-only access to building telemetry: raw points and validated 15-minute,
 hourly, site and portfolio rollups. Times are RFC 3339 (`2026-11-20T07:00:00Z`) or relative to
 now (`-8h`, `-7d`); windows are half-open `[start, end)` and labelled by their start."""
+
+
+class RawPoint(BaseModel):
+    time: str = Field(description="RFC 3339 UTC, every stored digit")
+    measurement: str
+    site_id: str
+    device_id: str
+    field: str
+    value: float
+
+
+class RollupPoint(BaseModel):
+    window_start: str
+    window_end: str
+    measurement: str
+    site_id: str | None = Field(description="null at portfolio scope")
+    device_id: str | None = Field(None, description="device scope only")
+    field: str
+    count: int
+    sum: float
+    min: float
+    max: float
+    mean: float
+    first: float
+    last: float
+    is_work_hours: bool | None = Field(None, description="absent at portfolio scope")
+    value: float = Field(description="headline: sum for delta fields, mean otherwise")
+
+
+class SeriesResponse(BaseModel):
+    resolution: Literal["raw", "15m", "1h"]
+    scope: Literal["device", "site", "portfolio"]
+    points: list[RawPoint | RollupPoint]
+
+
+class TopPoint(BaseModel):
+    site_id: str
+    device_id: str | None = Field(None, description="by=device only")
+    value: float
+
+
+class TopResponse(BaseModel):
+    by: Literal["site", "device"]
+    points: list[TopPoint]
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    parameter: str | None = Field(None, description="the bad parameter, when one is to blame")
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "error"]
+    store: dict[str, Any]
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "a bad parameter, named"},
+    503: {"model": ErrorResponse, "description": "the store is unavailable"},
+}
 
 
 class _Lazy:
@@ -60,17 +123,6 @@ class _Lazy:
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
-
-
-def _bool(value: str | None, parameter: str) -> bool | None:
-    if value is None:
-        return None
-    lowered = value.strip().lower()
-    if lowered in ("true", "1"):
-        return True
-    if lowered in ("false", "0"):
-        return False
-    raise QueryError(parameter, f"{parameter} must be true or false, not {value!r}")
 
 
 def _error(status: int, message: str, parameter: str | None) -> JSONResponse:
@@ -120,20 +172,26 @@ def create_app(
     async def _store_down(_request: Request, exc: StoreUnavailable) -> JSONResponse:
         return _error(503, f"the store is unavailable: {exc}", None)
 
-    @app.get("/v1/series", summary="One series: raw points or rollups")
+    @app.get(
+        "/v1/series",
+        summary="One series: raw points or rollups",
+        response_class=JSONResponse,
+        responses={200: {"model": SeriesResponse}, **ERRORS},
+    )
     def get_series(
-        measurement: Annotated[str | None, Query(description="e.g. energy")] = None,
-        field: Annotated[str | None, Query(description="e.g. power_w")] = None,
+        measurement: Annotated[str, Query(pattern=NAME, description="e.g. energy")],
+        field: Annotated[str, Query(pattern=FIELD, description="e.g. power_w")],
         start: Annotated[str, Query(description="RFC 3339 or relative (-8h)")] = "-1h",
         end: Annotated[str, Query(description="RFC 3339, relative, or now")] = "now",
-        site: str | None = None,
-        device: Annotated[str | None, Query(description="device scope only")] = None,
-        scope: Annotated[str, Query(description="device | site | portfolio")] = "device",
-        resolution: Annotated[str, Query(description="auto | raw | 15m | 1h")] = "auto",
+        site: Annotated[str | None, Query(pattern=NAME)] = None,
+        device: Annotated[str | None, Query(pattern=NAME, description="device scope only")] = None,
+        scope: Literal["device", "site", "portfolio"] = "device",
+        resolution: Literal["auto", "raw", "15m", "1h"] = "auto",
         work_hours: Annotated[
-            str | None, Query(description="true | false: only windows inside/outside work hours")
+            Literal["true", "false"] | None,
+            Query(description="only windows inside (true) or outside (false) work hours"),
         ] = None,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         """`auto` picks raw points for spans up to 1 hour (device scope), 15-minute rollups
         up to 7 days, hourly beyond, and says which in `resolution`. Rollup points carry every
         partial plus `value`, the headline: sum for delta fields, mean for gauge and state."""
@@ -146,21 +204,26 @@ def create_app(
             device=device,
             scope=scope,
             resolution=resolution,
-            work_hours=_bool(work_hours, "work_hours"),
+            work_hours=None if work_hours is None else work_hours == "true",
         )
         used, points = series(deps.store(), deps.config(), q, with_value=True)
-        return {"resolution": used, "scope": q.scope, "points": points}
+        return JSONResponse({"resolution": used, "scope": q.scope, "points": points})
 
-    @app.get("/v1/top", summary="Sites or devices ranked by a field's total")
+    @app.get(
+        "/v1/top",
+        summary="Sites or devices ranked by a field's total",
+        response_class=JSONResponse,
+        responses={200: {"model": TopResponse}, **ERRORS},
+    )
     def get_top(
-        measurement: str | None = None,
-        field: str | None = None,
-        start: str = "-1h",
-        end: str = "now",
-        by: Annotated[str, Query(description="site | device")] = "site",
+        measurement: Annotated[str, Query(pattern=NAME, description="e.g. energy")],
+        field: Annotated[str, Query(pattern=FIELD, description="e.g. energy_kwh")],
+        start: Annotated[str, Query(description="RFC 3339 or relative (-30d)")] = "-1h",
+        end: Annotated[str, Query(description="RFC 3339, relative, or now")] = "now",
+        by: Literal["site", "device"] = "site",
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 10,
-        site: Annotated[str | None, Query(description="only this site's devices")] = None,
-    ) -> dict[str, Any]:
+        site: Annotated[str | None, Query(pattern=NAME, description="only this site")] = None,
+    ) -> JSONResponse:
         """Largest headline total first: the sum of a delta field (energy used), the mean
         of a gauge or state field over the range."""
         q = build_query(measurement=measurement, field=field, start=start, end=end, site=site)
@@ -175,7 +238,7 @@ def create_app(
             limit=limit,
             site=q.site,
         )
-        return {"by": by, "points": points}
+        return JSONResponse({"by": by, "points": points})
 
     if alerts is not None:
         list_alerts = alerts
@@ -185,7 +248,12 @@ def create_app(
             """As `telemetry alerts --format json`."""
             return list_alerts()
 
-    @app.get("/health", summary="Is the store reachable?")
+    @app.get(
+        "/health",
+        summary="Is the store reachable?",
+        response_class=JSONResponse,
+        responses={200: {"model": HealthResponse}, 503: {"model": HealthResponse}},
+    )
     def health() -> JSONResponse:
         try:
             deps.store().ping()
