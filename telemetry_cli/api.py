@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         sock.bind((args.host, args.port))
     except OSError as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    sock.listen(2048)  # connections queue from here on, before the server loop runs
     host, port = sock.getsockname()[:2]
     print(
         f"telemetry api on http://{host}:{port}  (OpenAPI: /openapi.json, docs: /docs)", flush=True
