@@ -44,6 +44,7 @@ class Batch:
     entries: list[tuple[Msg, Decoded, int]] = field(default_factory=list)  # msg, decoded, seq
     arrived_ns: list[int] = field(default_factory=list)  # stream timestamps, for latency
     points: list = field(default_factory=list)  # every entry's points, in order
+    seqs: list[int] = field(default_factory=list)  # stream sequence of each point's message
     spans: list[tuple[int, int, int]] = field(default_factory=list)  # entry, first, end point
 
 
@@ -292,6 +293,7 @@ class Daemon:
         if n_points:
             b.spans.append((len(b.entries), len(b.points), len(b.points) + n_points))
             b.points.extend(decoded.points)
+            b.seqs += [ack.stream_seq] * n_points
         b.entries.append((msg, decoded, ack.stream_seq))
         b.arrived_ns.append(ack.timestamp_ns)
         if len(b.points) >= self.settings.batch_size or len(b.entries) >= self.settings.batch_size:
@@ -312,7 +314,7 @@ class Daemon:
 
     # -- committing ------------------------------------------------------------------
     def _write_blocking(
-        self, points: list, refuse_after: int = REFUSE_AFTER
+        self, points: list, seqs: list[int], refuse_after: int = REFUSE_AFTER
     ) -> tuple[int, int, float]:
         """Runs on the writer thread. An outage (StoreUnavailable) is retried with backoff
         until the store is back or shutdown abandons the batch; any other error is retried
@@ -324,7 +326,7 @@ class Daemon:
             try:
                 t0 = time.perf_counter()
                 result = self.store.write_points(
-                    points, late_cutoff_ns=time.time_ns() - self.grace_ns
+                    points, seqs=seqs, late_cutoff_ns=time.time_ns() - self.grace_ns
                 )
                 elapsed = time.perf_counter() - t0
                 if not self._store_up:
@@ -367,7 +369,11 @@ class Daemon:
         elapsed = 0.0
         for idx, first, end in batch.spans:
             write = loop.run_in_executor(
-                self._executor, self._write_blocking, batch.points[first:end], 1
+                self._executor,
+                self._write_blocking,
+                batch.points[first:end],
+                batch.seqs[first:end],
+                1,
             )
             try:
                 p, n_late, took = await self._alive(write, entries)
@@ -386,7 +392,9 @@ class Daemon:
         stored = (0, 0, 0.0)
         try:
             if batch.points:
-                write = loop.run_in_executor(self._executor, self._write_blocking, batch.points)
+                write = loop.run_in_executor(
+                    self._executor, self._write_blocking, batch.points, batch.seqs
+                )
                 try:
                     stored = await self._alive(write, entries)
                 except _Refused as exc:

@@ -8,6 +8,10 @@ Why this layout:
   interned to an integer id (as InfluxDB and TimescaleDB do), which keeps the key compact
   and the upsert fast; time-first order makes a window read one contiguous range scan and
   appends (readings arrive roughly in time order) cheap.
+* Each raw point keeps the JetStream sequence of the message it came from (``seq``), and
+  the upsert replaces a value only with one from a message no earlier in the stream: a
+  redelivery after a crash, or a second daemon committing out of order, never brings an
+  older value back (the contract of ``Store.write_points``).
 * Rollups keep text keys: they are 30-900x fewer rows than raw and are read by name.
 """
 
@@ -16,7 +20,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,6 +54,7 @@ _SCHEMA = [
         UNIQUE (measurement, site_id, device_id, field))""",
     """CREATE TABLE IF NOT EXISTS raw (
         time INTEGER NOT NULL, series_id INTEGER NOT NULL, value REAL NOT NULL,
+        seq INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (time, series_id)) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS rolled_up (
         level TEXT NOT NULL, window_start INTEGER NOT NULL, site_id TEXT NOT NULL,
@@ -67,6 +73,17 @@ _SCHEMA = [
         PRIMARY KEY (window_start, measurement, site_id, device_id, field)) WITHOUT ROWID"""
     for level in ROLLUP_LEVELS
 ]
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a file written by an earlier version up to date (inside the schema txn).
+
+    Raw points written before the stream sequence was kept get sequence 0: any message
+    from the stream replaces them, as a fresh write would have."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(raw)")}
+    if "seq" not in columns:
+        conn.execute("ALTER TABLE raw ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
+
 
 MAX_WINDOWS_PER_REPLACE = 200_000  # ~5.7 years of 15-minute windows: a bigger range is a bug
 
@@ -97,26 +114,37 @@ def _filters(alias: str, *, allow_all: bool = False, **kw: str | None) -> tuple[
     return "".join(f" AND {c}" for c in clauses), params
 
 
-ROWS_PER_STATEMENT = 2000  # 6,000 parameters: under SQLite's limit on every version since 3.32
+ROWS_PER_STATEMENT = 2000  # 8,000 parameters: under SQLite's limit on every version since 3.32
+_UPSERT = (
+    "INSERT INTO raw (time, series_id, value, seq) VALUES {values} "
+    "ON CONFLICT (time, series_id) DO UPDATE SET value = excluded.value, seq = excluded.seq "
+    "WHERE excluded.seq >= raw.seq"
+)
 
 
 def _insert_raw(conn: sqlite3.Connection, params: list) -> None:
-    """Upsert raw rows given as flat (time, series id, value) parameters, many per statement.
+    """Upsert raw rows given as flat (time, series id, value, seq) parameters, many per
+    statement; a row replaces a stored one only if its stream sequence is not lower.
+
+    SQLite applies the rows of a multi-row ``VALUES`` one after another, each seeing the
+    ones before it, so the same identity twice in one call ends with the highest sequence
+    (the later row on a tie), as the protocol asks.
 
     Why not ``executemany``: it steps the statement once per row and CPython releases and
     re-acquires the GIL around every step. While the daemon's event loop thread is busy
     decoding, each re-acquisition can wait a whole switch interval, which made writes
     several times slower inside the daemon than alone. One multi-row statement steps once.
     """
-    step = 3 * ROWS_PER_STATEMENT
+    step = 4 * ROWS_PER_STATEMENT
+    full = None
     for first in range(0, len(params), step):
         chunk = params[first : first + step]
-        values = ",".join(["(?,?,?)"] * (len(chunk) // 3))
-        conn.execute(
-            f"INSERT INTO raw (time, series_id, value) VALUES {values} "
-            "ON CONFLICT (time, series_id) DO UPDATE SET value = excluded.value",
-            chunk,
-        )
+        if len(chunk) == step:
+            full = full or _UPSERT.format(values=",".join(["(?,?,?,?)"] * ROWS_PER_STATEMENT))
+            conn.execute(full, chunk)  # the same text each time: the statement cache hits
+        else:
+            values = ",".join(["(?,?,?,?)"] * (len(chunk) // 4))
+            conn.execute(_UPSERT.format(values=values), chunk)
 
 
 class SqliteStore:
@@ -143,6 +171,7 @@ class SqliteStore:
             try:
                 for stmt in _SCHEMA:
                     conn.execute(stmt)
+                _migrate(conn)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -189,18 +218,25 @@ class SqliteStore:
 
     # -- raw points ------------------------------------------------------------------
     def write_points(
-        self, points: Sequence[Point], *, late_cutoff_ns: int | None = None
+        self,
+        points: Sequence[Point],
+        *,
+        seqs: Sequence[int] | None = None,
+        late_cutoff_ns: int | None = None,
     ) -> WriteResult:
         if not points:
             return WriteResult(0)
+        if seqs is not None and len(seqs) != len(points):
+            raise ValueError(f"{len(seqs)} sequences for {len(points)} points")
+        stream_seqs: Iterable[int] = repeat(0) if seqs is None else seqs
         width = WINDOW_15M_NS
         cache = self._series
-        params: list = []  # time, series id, value, time, series id, value, ...
+        params: list = []  # time, series id, value, seq, time, series id, value, seq, ...
         fresh: dict[tuple[str, str, str, str], list[int]] = {}  # new series -> id positions
         counts: dict[tuple[int, str], int] = {}
         # One pass before any query: known series get their id, new ones are validated
         # (a bad name never reaches the database) and get theirs inside the transaction.
-        for m, s, d, f, t, v in points:
+        for (m, s, d, f, t, v), q in zip(points, stream_seqs):  # noqa: B905 - checked above
             key = (m, s, d, f)
             sid = cache.get(key)
             if sid is None:
@@ -209,7 +245,7 @@ class SqliteStore:
                     check_series_key(key)
                     waiting = fresh[key] = []
                 waiting.append(len(params) + 1)
-            params += (t, sid, v)
+            params += (t, sid, v, q)
             wk = (t - t % width, s)
             counts[wk] = counts.get(wk, 0) + 1
 
@@ -220,7 +256,7 @@ class SqliteStore:
                     params[i] = sid
             _insert_raw(conn, params)
             late = self._late(conn, counts, late_cutoff_ns)
-            return WriteResult(len(params) // 3, tuple(late))
+            return WriteResult(len(params) // 4, tuple(late))
 
         return self._write_txn(txn)
 

@@ -91,8 +91,11 @@ def daemons(nats_server, sqlite_url, tmp_path) -> Iterator:
         d.stop(10)
 
 
-async def publish_all(url: str, messages, *, acked: bool = True) -> None:
-    """Publish (subject, payload, headers) tuples; with ``acked`` wait for JetStream acks."""
+async def publish_all(url: str, messages, *, acked: bool = True) -> list:
+    """Publish (subject, payload, headers) tuples in order; with ``acked`` wait for
+    JetStream's acks and return them (``PubAck``: stream sequence, duplicate flag).
+
+    One connection publishes in order, so the stream order is the publish order."""
     import nats
 
     from ingest_daemon.jetstream import ensure_streams
@@ -100,18 +103,49 @@ async def publish_all(url: str, messages, *, acked: bool = True) -> None:
     nc = await nats.connect(url)
     js = nc.jetstream()
     await ensure_streams(js)
+    acks: list = []
     futures = []
     for subject, payload, headers in messages:
         if acked:
             futures.append(await js.publish_async(subject, payload, headers=headers))
             if len(futures) >= 2000:
-                await asyncio.gather(*futures)
+                acks += await asyncio.gather(*futures)
                 futures.clear()
         else:
             await nc.publish(subject, payload, headers=headers)
-    await asyncio.gather(*futures)
+    acks += await asyncio.gather(*futures)
     await nc.flush()
     await nc.close()
+    return acks
+
+
+async def create_consumer(url: str, *, ack_wait_s: float, durable: str = "telemetry-ingest"):
+    """Create the streams and the durable consumer before any daemon does, with a chosen
+    ``ack_wait`` (daemons only verify an existing consumer), so a test controls when
+    JetStream redelivers an unacknowledged message."""
+    import nats
+    from nats.js import api
+
+    from ingest_daemon.jetstream import ensure_streams
+
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js)
+        await js.add_consumer(
+            "IOT",
+            api.ConsumerConfig(
+                durable_name=durable,
+                ack_policy=api.AckPolicy.EXPLICIT,
+                deliver_policy=api.DeliverPolicy.ALL,
+                ack_wait=ack_wait_s,
+                max_ack_pending=40_000,
+                filter_subject="iot.>",
+                max_waiting=512,
+            ),
+        )
+    finally:
+        await nc.close()
 
 
 async def consumer_state(url: str, durable: str = "telemetry-ingest") -> dict:

@@ -17,10 +17,10 @@ from tests.daemon.conftest import dlq_messages, publish_all
 
 
 class RefusingStore(SqliteStore):
-    def write_points(self, points, *, late_cutoff_ns=None):
+    def write_points(self, points, *, seqs=None, late_cutoff_ns=None):
         if any(p[2] == "poison" for p in points):
             raise ValueError("field type conflict: power_w is string, not float")
-        return super().write_points(points, late_cutoff_ns=late_cutoff_ns)
+        return super().write_points(points, seqs=seqs, late_cutoff_ns=late_cutoff_ns)
 
 
 def test_refused_readings_are_dead_lettered_and_the_rest_stored(nats_server, tmp_path):
