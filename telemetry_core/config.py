@@ -1,4 +1,4 @@
-"""The TOML configuration: sites, field kinds, threshold rules, retention, rollups.
+"""The TOML configuration: sites, field kinds, alert rules, retention, rollups.
 
 Validated once into frozen objects. An unknown key is an error naming the key: a typo in
 ``work_hour`` must not silently give a site no work hours.
@@ -14,12 +14,28 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from telemetry_core.alerts.rules import (
+    SEVERITIES,
+    AlertSettings,
+    AnomalyRule,
+    Threshold,
+    parse_rules,
+)
 from telemetry_core.identifiers import IdentifierError, check_field, check_name
 from telemetry_core.timeutil import to_datetime
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 KINDS = ("delta", "gauge", "state")
-SEVERITIES = ("info", "warning", "critical")
+__all__ = [
+    "SEVERITIES",
+    "AlertSettings",
+    "AnomalyRule",
+    "Config",
+    "ConfigError",
+    "Threshold",
+    "load_config",
+    "parse_config",
+]
 
 
 class ConfigError(ValueError):
@@ -62,31 +78,6 @@ class Site:
 
 
 @dataclass(frozen=True)
-class Threshold:
-    measurement: str
-    field: str
-    above: float | None = None
-    below: float | None = None
-    severity: str = "warning"
-    site_id: str | None = None
-    device_id: str | None = None
-    name: str | None = None
-
-    def matches(self, measurement: str, site_id: str, device_id: str, fld: str) -> bool:
-        return (
-            self.measurement == measurement
-            and self.field == fld
-            and (self.site_id is None or self.site_id == site_id)
-            and (self.device_id is None or self.device_id == device_id)
-        )
-
-    def breached(self, value: float) -> bool:
-        return (self.above is not None and value > self.above) or (
-            self.below is not None and value < self.below
-        )
-
-
-@dataclass(frozen=True)
 class Retention:
     raw_days: int = 30
     rollup_15m_days: int = 90
@@ -105,6 +96,8 @@ class Config:
     thresholds: tuple[Threshold, ...] = ()
     retention: Retention = Retention()
     rollups: Rollups = Rollups()
+    anomalies: tuple[AnomalyRule, ...] = ()
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
     def site(self, site_id: str) -> Site:
         """A site missing from the file has UTC and no work hours."""
@@ -176,46 +169,12 @@ def _site(site_id: str, raw: Any) -> Site:
     return Site(site_id, str(tz), hours, expected)
 
 
-def _threshold(i: int, raw: Any) -> Threshold:
-    where = f"[[thresholds]] #{i + 1}"
-    data = _table(raw, where)
-    allowed = {"measurement", "field", "above", "below", "severity", "site_id", "device_id", "name"}
-    _take(data, allowed, where)
-    for key in ("measurement", "field"):
-        if key not in data:
-            raise ConfigError(f"{where} needs {key!r}")
-    try:
-        check_name(data["measurement"], "measurement")
-        check_field(data["field"])
-        for key in ("site_id", "device_id"):
-            if data.get(key) is not None:
-                check_name(data[key], key)
-    except IdentifierError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    bounds = {}
-    for key in ("above", "below"):
-        if key in data:
-            if isinstance(data[key], bool) or not isinstance(data[key], int | float):
-                raise ConfigError(f"{where}: {key} must be a number")
-            bounds[key] = float(data[key])
-    if not bounds:
-        raise ConfigError(f"{where} needs 'above' or 'below'")
-    severity = data.get("severity", "warning")
-    if severity not in SEVERITIES:
-        raise ConfigError(f"{where}: severity must be one of {', '.join(SEVERITIES)}")
-    return Threshold(
-        data["measurement"],
-        data["field"],
-        severity=severity,
-        site_id=data.get("site_id"),
-        device_id=data.get("device_id"),
-        name=data.get("name"),
-        **bounds,
-    )
-
-
 def parse_config(data: dict[str, Any]) -> Config:
-    _take(data, {"sites", "fields", "thresholds", "retention", "rollups"}, "the config file")
+    _take(
+        data,
+        {"sites", "fields", "thresholds", "anomalies", "alerts", "retention", "rollups"},
+        "the config file",
+    )
     sites = {sid: _site(sid, raw) for sid, raw in _table(data.get("sites", {}), "[sites]").items()}
     fields: dict[str, str] = {}
     for key, kind in _table(data.get("fields", {}), "[fields]").items():
@@ -228,10 +187,7 @@ def parse_config(data: dict[str, Any]) -> Config:
         if kind not in KINDS:
             raise ConfigError(f"[fields] {key!r}: kind must be one of {', '.join(KINDS)}")
         fields[key] = kind
-    raw_thresholds = data.get("thresholds", [])
-    if not isinstance(raw_thresholds, list):
-        raise ConfigError("thresholds must be an array of tables ([[thresholds]])")
-    thresholds = tuple(_threshold(i, t) for i, t in enumerate(raw_thresholds))
+    thresholds, anomalies, alerts = parse_rules(data)  # telemetry_core/alerts/rules.py
     ret = _table(data.get("retention", {}), "[retention]")
     _take(ret, {"raw_days", "rollup_15m_days"}, "[retention]")
     retention = Retention(
@@ -246,7 +202,9 @@ def parse_config(data: dict[str, Any]) -> Config:
     start = roll.get("start", Rollups.start)
     if isinstance(start, datetime):
         start = (start if start.tzinfo else start.replace(tzinfo=UTC)).isoformat()
-    return Config(sites, fields, thresholds, retention, Rollups(grace, str(start)))
+    return Config(
+        sites, fields, thresholds, retention, Rollups(grace, str(start)), anomalies, alerts
+    )
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
