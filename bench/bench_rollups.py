@@ -128,6 +128,7 @@ def dagster_backfill(folder: Path, store_url: str, days: int) -> float:
         LAUNCH,
         PROGRESS,
         backfill_params,
+        first_partition,
         partition_ranges,
         summarize,
     )
@@ -145,7 +146,7 @@ def dagster_backfill(folder: Path, store_url: str, days: int) -> float:
         print(f"  dagster dev ready in {time.perf_counter() - t0:.1f}s (not counted)")
         url = f"http://127.0.0.1:{port}"
         end = WEEK_START + days * 86400 * NS
-        ranges = partition_ranges(WEEK_START, end, end + HOUR_NS)
+        ranges = partition_ranges(WEEK_START, end, end + HOUR_NS, first_partition(url))
         assets = ["rollup_15m", "site_15m", "portfolio_15m", "rollup_1h", "site_1h", "portfolio_1h"]
         params = backfill_params(ranges, assets, None, "bench")
         t0 = time.perf_counter()

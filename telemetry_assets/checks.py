@@ -1,11 +1,17 @@
-"""Asset checks: pandera (polars) schemas, reconciliation, completeness.
+"""Asset checks, built from ``ROLLUP_SPECS``: pandera schemas, reconciliation, completeness.
 
 * ``<asset>_schema_valid``: types, keys not null and unique, windows aligned to their
-  boundary, count >= 1, min <= mean <= max, delta fields >= 0 (pandera.polars, lazy, so
-  every failing row is reported, in the check's metadata).
-* Reconciliation — each level equals a recomputation from its source: 15-minute rows vs the
-  raw points (counts, sums, min, max), an hour vs its four quarters, a site vs its devices,
-  the portfolio vs its sites.
+  boundary, count >= 1, min <= mean <= max, delta fields >= 0 (``rollup_schema``).
+* Reconciliation, one per level (the spec row names it). Two kinds, and the descriptions
+  say which is which:
+  - the raw level is checked against an *independent* computation: the raw points read
+    back and rolled up in polars (``rollup_raw``), while the asset used the store's own
+    aggregation (SQL or InfluxQL);
+  - a merged level is checked for *consistency* with its stored parent, recomputed with
+    the same ``combine`` the asset runs. That catches levels drifting apart (rows lost or
+    altered in the store, a parent rewritten without its children), not a bug in
+    ``combine`` itself: tests/core/test_rollup_maths.py checks that against hand-computed
+    values.
 * ``rollup_15m_devices_complete`` WARNs: a missing device is a fact about the building
   (a meter offline), not a broken pipeline, so it must not block anything downstream.
 
@@ -14,103 +20,32 @@ backfill run that covers a range, Dagster runs the check once for the whole rang
 check then validates the whole range, and no automation is gated on checks.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import dagster as dg
-import pandera.polars as pa
 import polars as pl
-from pandera.errors import SchemaErrors
 
-from telemetry_assets.assets import rollups as r
 from telemetry_assets.assets.common import TSDB_POOL, time_range_ns
 from telemetry_assets.resources import TelemetryStore
+from telemetry_assets.rollup_schema import KEYS, REL_TOL, md_table, validate_rows
 from telemetry_core.config import Config
-from telemetry_core.rollup import combine
-from telemetry_core.store.base import ALL, KEY_COLUMNS, PARTIAL_COLUMNS, Store
-from telemetry_core.windows import HOUR_NS, WINDOW_15M_NS
+from telemetry_core.rollup import (
+    ROLLUP_SPECS,
+    SPECS_BY_ASSET,
+    RollupSpec,
+    combine,
+    rollup_raw,
+    spec_for,
+)
+from telemetry_core.store.base import ALL, PARTIAL_COLUMNS, Store
+from telemetry_core.windows import DAY_NS, WINDOW_15M_NS
 
-KEYS = ["window_start", *KEY_COLUMNS]
-SHOW_ROWS = 20  # failing rows shown in metadata
-REL_TOL = 1e-9
-
-
-def rollup_schema(width_ns: int, delta_fields: list[str]) -> pa.DataFrameSchema:
-    """The contract of every stored rollup level."""
-
-    def aligned(data) -> pl.LazyFrame:
-        return data.lazyframe.select((pl.col("window_start") % width_ns == 0).alias("ok"))
-
-    def mean_within(data) -> pl.LazyFrame:
-        mean = pl.col("sum") / pl.col("count")
-        slack = REL_TOL * (pl.col("min").abs() + pl.col("max").abs() + 1.0)
-        ok = (pl.col("min") - slack <= mean) & (mean <= pl.col("max") + slack)
-        return data.lazyframe.select(ok.fill_null(False).alias("ok"))
-
-    def delta_non_negative(data) -> pl.LazyFrame:
-        key = pl.concat_str(["measurement", pl.lit("."), "field"])
-        ok = ~key.is_in(delta_fields) | (pl.col("min") >= 0)
-        return data.lazyframe.select(ok.alias("ok"))
-
-    text = {"nullable": False}
-    return pa.DataFrameSchema(
-        {
-            "window_start": pa.Column(pl.Int64, nullable=False),
-            "measurement": pa.Column(pl.String, **text),
-            "site_id": pa.Column(pl.String, **text),
-            "device_id": pa.Column(pl.String, **text),
-            "field": pa.Column(pl.String, **text),
-            "count": pa.Column(pl.Int64, pa.Check.ge(1), nullable=False),
-            "sum": pa.Column(pl.Float64, nullable=False),
-            "min": pa.Column(pl.Float64, nullable=False),
-            "max": pa.Column(pl.Float64, nullable=False),
-            "first": pa.Column(pl.Float64, nullable=False),
-            "last": pa.Column(pl.Float64, nullable=False),
-            "first_time": pa.Column(pl.Int64, nullable=False),
-            "last_time": pa.Column(pl.Int64, nullable=False),
-            "is_work_hours": pa.Column(pl.Boolean, nullable=True),
-        },
-        unique=KEYS,
-        strict=True,
-        checks=[
-            pa.Check(aligned, name="window_aligned", error="window_start not on a boundary"),
-            pa.Check(mean_within, name="min_le_mean_le_max", error="mean outside [min, max]"),
-            pa.Check(delta_non_negative, name="delta_non_negative", error="delta value < 0"),
-        ],
-    )
-
-
-def _md_table(frame: pl.DataFrame) -> dg.MetadataValue:
-    head = frame.head(SHOW_ROWS)
-    cols = head.columns
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in head.iter_rows()]
-    return dg.MetadataValue.md("\n".join(lines))
-
-
-def validate_rows(rows: pl.DataFrame, width_ns: int, config: Config) -> dg.AssetCheckResult:
-    deltas = [key for key, kind in config.fields.items() if kind == "delta"]
-    try:
-        rollup_schema(width_ns, deltas).validate(rows, lazy=True)
-    except SchemaErrors as exc:
-        cases = exc.failure_cases
-        bad = sorted({i for i in cases["index"].to_list() if i is not None})
-        failing = rows.with_row_index("index").filter(pl.col("index").is_in(bad))
-        return dg.AssetCheckResult(
-            passed=False,
-            metadata={
-                "rows_checked": rows.height,
-                "failing_rows": len(bad),
-                "failure_cases": _md_table(
-                    cases.select("check", "column", "failure_case", "index")
-                ),
-                "failing_row_values": _md_table(failing),
-            },
-        )
-    return dg.AssetCheckResult(passed=True, metadata={"rows_checked": rows.height})
+CheckFn = Callable[[Store, Config, int, int], dg.AssetCheckResult]
+RAW_CHUNK_NS = DAY_NS  # raw points read back a day at a time: bounded memory in backfills
 
 
 def mismatches(
-    actual: pl.DataFrame, expected: pl.DataFrame, columns: tuple[str, ...]
+    actual: pl.DataFrame, expected: pl.DataFrame, columns: Sequence[str]
 ) -> pl.DataFrame:
     """Rows missing on either side, or whose partials differ (floats to 1e-9 relative)."""
     a = actual.select(*KEYS, *columns)
@@ -128,7 +63,7 @@ def mismatches(
 
 
 def reconcile(
-    actual: pl.DataFrame, expected: pl.DataFrame, columns: tuple[str, ...], source: str
+    actual: pl.DataFrame, expected: pl.DataFrame, columns: Sequence[str], source: str
 ) -> dg.AssetCheckResult:
     diff = mismatches(actual, expected, columns)
     metadata: dict[str, object] = {
@@ -138,114 +73,62 @@ def reconcile(
         "compared_with": source,
     }
     if diff.height:
-        metadata["mismatches"] = _md_table(diff)
+        metadata["mismatches"] = md_table(diff)
     return dg.AssetCheckResult(passed=diff.height == 0, metadata=metadata)
 
 
-# Plain functions behind every check, by check name: (store, config, start, end) -> result.
-# The asset checks below only resolve the run's window range and call them.
-CHECK_FUNCTIONS: dict[str, Callable[[Store, Config, int, int], dg.AssetCheckResult]] = {}
+def raw_rollup_in_polars(s: Store, start: int, end: int, width_ns: int) -> pl.DataFrame:
+    """Partials of the raw points recomputed outside the store (``rollup_raw``), a day
+    of raw points at a time."""
+    chunks = [
+        rollup_raw(s.read_points(a, min(a + RAW_CHUNK_NS, end)), width_ns)
+        for a in range(start, end, RAW_CHUNK_NS)
+    ]
+    return pl.concat(chunks) if chunks else rollup_raw(s.read_points(start, start), width_ns)
 
 
-def _as_check(asset: dg.AssetsDefinition, name: str, description: str, fn, **kwargs):
-    CHECK_FUNCTIONS[name] = fn
-
-    @dg.asset_check(
-        asset=asset,
-        name=name,
-        partitions_def=asset.partitions_def,
-        description=description,
-        pool=TSDB_POOL,  # checks query the store too
-        **kwargs,
-    )
-    def _check(context: dg.AssetCheckExecutionContext, store: TelemetryStore):
-        start, end = time_range_ns(context)
-        config = store.load_config()
-        with store.open() as s:
-            return fn(s, config, start, end)
-
-    return _check
-
-
-def _schema_check(asset: dg.AssetsDefinition, width_ns: int) -> dg.AssetChecksDefinition:
-    level = r.LEVEL_OF[asset.key.path[-1]]
-
-    def fn(s: Store, config: Config, start: int, end: int) -> dg.AssetCheckResult:
-        return validate_rows(s.read_rollups(level, start, end), width_ns, config)
-
-    return _as_check(
-        asset,
-        f"{asset.key.path[-1]}_schema_valid",
-        f"pandera schema of the {level} rollup rows (types, keys, boundaries, "
-        "count >= 1, min <= mean <= max, delta fields >= 0)",
-        fn,
+def describe_reconciliation(spec: RollupSpec) -> tuple[str, str]:
+    """(check description, short ``compared_with`` metadata) — honest about independence."""
+    if spec.parent is None:
+        return (
+            f"Independent recomputation: every partial (count, sum, min, max, first, last "
+            f"and their times) of each {spec.grain} window is recomputed in polars from the "
+            "raw points read back (read_points + telemetry_core.rollup.rollup_raw) and "
+            "compared with the stored rows, which the asset took from the store's own "
+            "aggregation (aggregate_raw: SQL in SQLite, InfluxQL in InfluxDB).",
+            "raw points, recomputed in polars (rollup_raw)",
+        )
+    parent = SPECS_BY_ASSET[spec.parent]
+    return (
+        f"Consistency with {parent.asset}, not an independent proof: each row is recomputed "
+        f"from the stored `{parent.level}` rows with the same combine() the asset runs. "
+        f"Catches levels that drifted apart (rows lost or altered in the store, "
+        f"{parent.asset} rewritten without {spec.asset}), not a mistake in combine() itself "
+        "(tests/core/test_rollup_maths.py checks that against hand-computed values).",
+        f"stored {parent.level} rows merged by combine() (same maths as the asset)",
     )
 
 
-def _reconcile_check(
-    asset: dg.AssetsDefinition, name: str, description: str, expected_of, columns
-) -> dg.AssetChecksDefinition:
-    level = r.LEVEL_OF[asset.key.path[-1]]
+def reconciliation_fn(spec: RollupSpec) -> CheckFn:
+    _, source = describe_reconciliation(spec)
 
     def fn(s: Store, config: Config, start: int, end: int) -> dg.AssetCheckResult:
-        actual = s.read_rollups(level, start, end)
-        return reconcile(actual, expected_of(s, start, end), columns, description)
+        actual = s.read_rollups(spec.level, start, end)
+        if spec.parent is None:
+            expected = raw_rollup_in_polars(s, start, end, spec.width_ns)
+        else:
+            parent_rows = s.read_rollups(SPECS_BY_ASSET[spec.parent].level, start, end)
+            expected = combine(parent_rows, spec.width_ns, spec.scope)
+        return reconcile(actual, expected, PARTIAL_COLUMNS, source)
 
-    return _as_check(asset, name, description, fn)
+    return fn
 
 
-_ALL_PARTIALS = PARTIAL_COLUMNS
-_RAW = ("count", "sum", "min", "max")
+def schema_fn(spec: RollupSpec) -> CheckFn:
+    def fn(s: Store, config: Config, start: int, end: int) -> dg.AssetCheckResult:
+        return validate_rows(s.read_rollups(spec.level, start, end), spec.width_ns, config)
 
-RECONCILIATION = [
-    _reconcile_check(
-        r.rollup_15m,
-        "rollup_15m_matches_raw_counts",
-        "15-minute rows vs the raw points of their windows (count, sum, min, max)",
-        lambda s, a, b: s.aggregate_raw(a, b, WINDOW_15M_NS),
-        _RAW,
-    ),
-    _reconcile_check(
-        r.rollup_1h,
-        "rollup_1h_matches_quarters",
-        "each hour vs the merge of its four 15-minute rows",
-        lambda s, a, b: combine(s.read_rollups("15m", a, b), HOUR_NS, "device"),
-        _ALL_PARTIALS,
-    ),
-    _reconcile_check(
-        r.site_15m,
-        "site_15m_matches_devices",
-        "each site's 15-minute row vs the merge of its devices",
-        lambda s, a, b: combine(s.read_rollups("15m", a, b), WINDOW_15M_NS, "site"),
-        _ALL_PARTIALS,
-    ),
-    _reconcile_check(
-        r.site_1h,
-        "site_1h_matches_devices",
-        "each site's hourly row vs the merge of its devices",
-        lambda s, a, b: combine(s.read_rollups("1h", a, b), HOUR_NS, "site"),
-        _ALL_PARTIALS,
-    ),
-    _reconcile_check(
-        r.portfolio_15m,
-        "portfolio_15m_matches_sites",
-        "the portfolio's 15-minute rows vs the merge of its sites",
-        lambda s, a, b: combine(s.read_rollups("site_15m", a, b), WINDOW_15M_NS, "portfolio"),
-        _ALL_PARTIALS,
-    ),
-    _reconcile_check(
-        r.portfolio_1h,
-        "portfolio_1h_matches_sites",
-        "the portfolio's hourly rows vs the merge of its sites",
-        lambda s, a, b: combine(s.read_rollups("site_1h", a, b), HOUR_NS, "portfolio"),
-        _ALL_PARTIALS,
-    ),
-]
-
-SCHEMA_CHECKS = [
-    _schema_check(asset, WINDOW_15M_NS if asset in r.QUARTER_HOUR_ASSETS else HOUR_NS)
-    for asset in r.ROLLUP_ASSETS
-]
+    return fn
 
 
 def devices_complete(s: Store, config: Config, start: int, end: int) -> dg.AssetCheckResult:
@@ -256,7 +139,7 @@ def devices_complete(s: Store, config: Config, start: int, end: int) -> dg.Asset
             severity=dg.AssetCheckSeverity.WARN,
             metadata={"note": "no site sets expected_devices"},
         )
-    rows = s.read_rollups("15m", start, end)
+    rows = s.read_rollups(COMPLETENESS_SPEC.level, start, end)
     windows = pl.DataFrame({"window_start": list(range(start, end, WINDOW_15M_NS))})
     sites = pl.DataFrame({"site_id": list(expected), "expected": list(expected.values())})
     seen = (
@@ -284,18 +167,64 @@ def devices_complete(s: Store, config: Config, start: int, end: int) -> dg.Asset
         "incomplete_windows": short.height,
     }
     if short.height:
-        metadata["incomplete"] = _md_table(short)
+        metadata["incomplete"] = md_table(short)
     return dg.AssetCheckResult(
         passed=short.height == 0, severity=dg.AssetCheckSeverity.WARN, metadata=metadata
     )
 
 
-rollup_15m_devices_complete = _as_check(
-    r.rollup_15m,
-    "rollup_15m_devices_complete",
-    "devices reporting vs expected_devices per site and window (warns, never blocks)",
-    devices_complete,
+COMPLETENESS_SPEC = spec_for("15m", "device")
+COMPLETENESS_CHECK = f"{COMPLETENESS_SPEC.asset}_devices_complete"
+SCHEMA_TEXT = (
+    "pandera schema of the `{level}` rows (types, keys not null and unique, windows on "
+    "their boundary, count >= 1, min <= mean <= max, delta fields >= 0)"
 )
 
 
-ALL_CHECKS = [*SCHEMA_CHECKS, *RECONCILIATION, rollup_15m_devices_complete]
+def _check_table() -> dict[str, tuple[str, str, CheckFn]]:
+    """check name -> (asset, description, function), every check of every level."""
+    table: dict[str, tuple[str, str, CheckFn]] = {}
+    for spec in ROLLUP_SPECS:
+        table[f"{spec.asset}_schema_valid"] = (
+            spec.asset,
+            SCHEMA_TEXT.format(level=spec.level),
+            schema_fn(spec),
+        )
+        table[spec.check] = (spec.asset, describe_reconciliation(spec)[0], reconciliation_fn(spec))
+    table[COMPLETENESS_CHECK] = (
+        COMPLETENESS_SPEC.asset,
+        "devices reporting vs expected_devices per site and window (warns, never blocks)",
+        devices_complete,
+    )
+    return table
+
+
+CHECKS = _check_table()
+# The plain functions behind every check, by name: (store, config, start, end) -> result.
+CHECK_FUNCTIONS: dict[str, CheckFn] = {name: fn for name, (_, _, fn) in CHECKS.items()}
+
+
+def _as_check(asset: dg.AssetsDefinition, name: str, description: str, fn: CheckFn):
+    @dg.asset_check(
+        asset=asset,
+        name=name,
+        partitions_def=asset.partitions_def,
+        description=description,
+        pool=TSDB_POOL,  # checks query the store too
+    )
+    def _check(context: dg.AssetCheckExecutionContext, store: TelemetryStore):
+        start, end = time_range_ns(context)
+        config = store.load_config()
+        with store.open() as s:
+            return fn(s, config, start, end)
+
+    return _check
+
+
+def build_checks(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetChecksDefinition]:
+    """Every check, attached to the rollup assets built for this code location."""
+    by_name = {a.key.to_user_string(): a for a in assets}
+    return [
+        _as_check(by_name[asset], name, description, fn)
+        for name, (asset, description, fn) in CHECKS.items()
+    ]

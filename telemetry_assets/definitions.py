@@ -1,25 +1,53 @@
 """The one place that assembles the Dagster code location.
 
-Nothing here reads the environment: the store resource resolves ``TELEMETRY_STORE_URL`` and
-``TELEMETRY_CONFIG`` when a run opens it. Runs execute in process: every step of a rollup
-run is a few store queries, and a subprocess per step would cost more than the work.
+``build_defs(config, store_url)`` is a pure function of the configuration: ``[rollups]
+start`` places the partitions, ``[rollups] grace_seconds`` sets the schedule's cron, the
+store URL's scheme labels the assets' kinds. ``defs`` is ``@dg.definitions``: Dagster calls
+it when it *loads* the code location (the code server, each run worker), which is when
+``TELEMETRY_CONFIG`` and ``TELEMETRY_STORE_URL`` are read; importing this module reads
+nothing. So a changed ``[rollups]`` takes effect on the next load ("Reload" in the UI, or a
+restart), and a broken config fails the load with the config error as its message.
+Sites, field kinds and expected devices are read again each time a run opens the store.
+
+Runs execute in process: every step of a rollup run is a few store queries, and a
+subprocess per step would cost more than the work.
 """
+
+from __future__ import annotations
+
+import os
 
 import dagster as dg
 
-from telemetry_assets.assets import ROLLUP_ASSETS, raw_points
-from telemetry_assets.checks import ALL_CHECKS
+from telemetry_assets.assets import build_raw_points, build_rollup_assets
+from telemetry_assets.checks import build_checks
 from telemetry_assets.jobs import rollup_1h_job, rollup_15m_job
-from telemetry_assets.resources import TelemetryStore
-from telemetry_assets.schedules import rollup_15m_schedule
-from telemetry_assets.sensors import late_data_sensor, rollup_1h_follow_sensor
+from telemetry_assets.partitions import build_partitions
+from telemetry_assets.resources import TelemetryStore, store_kind
+from telemetry_assets.schedules import build_rollup_15m_schedule
+from telemetry_assets.sensors import build_late_data_sensor, rollup_1h_follow_sensor
+from telemetry_core.config import Config, load_config
 
-defs = dg.Definitions(
-    assets=[raw_points, *ROLLUP_ASSETS],
-    asset_checks=ALL_CHECKS,
-    jobs=[rollup_15m_job, rollup_1h_job],
-    schedules=[rollup_15m_schedule],
-    sensors=[late_data_sensor, rollup_1h_follow_sensor],
-    resources={"store": TelemetryStore()},
-    executor=dg.in_process_executor,
-)
+
+def build_defs(config: Config | None = None, *, store_url: str | None = None) -> dg.Definitions:
+    """The code location for ``config`` (defaults when None) and the store at
+    ``store_url`` (the embedded SQLite default when None)."""
+    config = config or Config()
+    kind = store_kind(store_url)
+    partitions = build_partitions(config.rollups.start_ns)
+    rollups = build_rollup_assets(partitions, kind)
+    return dg.Definitions(
+        assets=[build_raw_points(kind), *rollups],
+        asset_checks=build_checks(rollups),
+        jobs=[rollup_15m_job, rollup_1h_job],
+        schedules=[build_rollup_15m_schedule(config.rollups)],
+        sensors=[build_late_data_sensor(config.rollups.start_ns), rollup_1h_follow_sensor],
+        resources={"store": TelemetryStore()},
+        executor=dg.in_process_executor,
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Loaded by Dagster (``dagster dev``, workspace.yaml, run workers), not at import."""
+    return build_defs(load_config(), store_url=os.environ.get("TELEMETRY_STORE_URL"))

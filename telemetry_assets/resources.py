@@ -9,7 +9,23 @@ from contextlib import contextmanager
 import dagster as dg
 
 from telemetry_core.config import Config, load_config
-from telemetry_core.store import Store, open_store
+from telemetry_core.store import DEFAULT_STORE_URL, Store, StoreError, open_store, redact_url
+
+STORE_KINDS = {"sqlite": "sqlite", "influxdb": "influxdb", "influxdb2": "influxdb"}
+
+
+def store_kind(url: str | None) -> str:
+    """The Dagster kind (UI icon) of the store a URL names, checked when the code
+    location loads, so a typo in the scheme fails the load instead of every run."""
+    url = url or DEFAULT_STORE_URL
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in STORE_KINDS:
+        raise StoreError(
+            f"unsupported store URL {redact_url(url)!r} in TELEMETRY_STORE_URL: use "
+            "sqlite:///path.db, influxdb://host:8086/<database> or "
+            "influxdb2://host:8086/<bucket>?org=<org>"
+        )
+    return STORE_KINDS[scheme]
 
 
 class TelemetryStore(dg.ConfigurableResource):

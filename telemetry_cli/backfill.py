@@ -20,8 +20,6 @@ portfolio is recomputed whole). Needs a running Dagster webserver and daemon
 (`dagster dev`, or `telemetry demo`). Exit status: 0 when every run succeeded, 1 when the
 backfill failed or was canceled, 2 on bad input or an unreachable webserver."""
 
-QUARTER_ASSETS = ("rollup_15m", "site_15m", "portfolio_15m")
-HOURLY_ASSETS = ("rollup_1h", "site_1h", "portfolio_1h")
 SITE_TAG = "telemetry/site"
 DEFAULT_URL = "http://127.0.0.1:3000"
 DONE_OK = {"COMPLETED", "COMPLETED_SUCCESS"}
@@ -39,6 +37,15 @@ mutation Launch($params: LaunchBackfillParams!) {
     ... on RunConflict { message }
     ... on InvalidStepError { invalidStepKey }
     ... on InvalidOutputError { invalidOutputName }
+  }
+}
+"""
+
+FIRST_PARTITION = """
+query First($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    __typename
+    ... on AssetNode { partitionKeysByDimension(startIdx: 0, endIdx: 1) { partitionKeys } }
   }
 }
 """
@@ -72,7 +79,15 @@ query Progress($id: String!) {
 """
 
 
+def asset_grains() -> dict[str, str]:
+    """Rollup asset -> partition grain (``15m`` or ``1h``), from the one spec table."""
+    from telemetry_core.rollup import ROLLUP_SPECS
+
+    return {spec.asset: spec.grain for spec in ROLLUP_SPECS}
+
+
 def register(sub) -> None:
+    assets = list(asset_grains())
     p = sub.add_parser(
         "backfill",
         help="launch a Dagster backfill for a time range and show its progress",
@@ -90,28 +105,27 @@ def register(sub) -> None:
     p.add_argument(
         "--assets",
         nargs="+",
-        choices=(*QUARTER_ASSETS, *HOURLY_ASSETS),
+        choices=assets,
         metavar="ASSET",
-        help="only these rollup assets (default: all six: "
-        + ", ".join((*QUARTER_ASSETS, *HOURLY_ASSETS))
-        + ")",
+        help=f"only these rollup assets (default: all {len(assets)}: {', '.join(assets)})",
     )
     p.add_argument("--no-wait", action="store_true", help="launch and exit")
     p.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
-def partition_ranges(start_ns: int, end_ns: int, now: int) -> dict[str, tuple[str, str] | None]:
-    """First and last partition key per grain overlapping ``[start, end)``, clamped to the
-    last complete window (the current one is not a partition yet)."""
-    from telemetry_assets.partitions import PARTITIONS_START
+def partition_ranges(
+    start_ns: int, end_ns: int, now: int, first_partition: int
+) -> dict[str, tuple[str, str] | None]:
+    """First and last partition key per grain overlapping ``[start, end)``, from the first
+    partition (the code location's ``[rollups] start``) up to the last complete window (the
+    current one is not a partition yet)."""
     from telemetry_cli.errors import CliError
-    from telemetry_core.timeutil import format_rfc3339, from_datetime
+    from telemetry_core.timeutil import format_rfc3339
     from telemetry_core.windows import HOUR_NS, WINDOW_15M_NS, partition_key, window_start
 
     if end_ns <= start_ns:
         raise CliError("--end must be after --start")
-    first_partition = from_datetime(PARTITIONS_START)
     if end_ns <= first_partition:
         raise CliError(
             f"the range ends before the first partition ({format_rfc3339(first_partition)})"
@@ -130,12 +144,13 @@ def partition_ranges(start_ns: int, end_ns: int, now: int) -> dict[str, tuple[st
 def backfill_params(
     ranges: dict[str, tuple[str, str] | None], assets: list[str], site: str | None, title: str
 ) -> dict:
+    grains = asset_grains()
     selectors = []
     for asset in assets:
-        grain = "15m" if asset in QUARTER_ASSETS else "1h"
-        if ranges[grain] is None:
+        grain_range = ranges[grains[asset]]
+        if grain_range is None:
             continue
-        start, end = ranges[grain]
+        start, end = grain_range
         selectors.append(
             {"assetKey": {"path": [asset]}, "partitions": {"range": {"start": start, "end": end}}}
         )
@@ -159,6 +174,25 @@ def _call(url: str, query: str, variables: dict) -> dict:
         ) from None
     except (RuntimeError, ValueError) as exc:
         raise CliError(f"the Dagster webserver at {url} refused the request: {exc}") from None
+
+
+def first_partition(url: str) -> int:
+    """Where the running code location's partitions start (its ``[rollups] start``): asked
+    from the webserver, so a CLI with another config cannot disagree with it."""
+    from telemetry_cli.errors import CliError
+    from telemetry_core.rollup import ROLLUP_SPECS
+    from telemetry_core.windows import parse_partition_key
+
+    asset = ROLLUP_SPECS[0].asset
+    node = _call(url, FIRST_PARTITION, {"key": {"path": [asset]}})["assetNodeOrError"]
+    dims = node.get("partitionKeysByDimension") or []
+    keys = dims[0].get("partitionKeys") if dims else None
+    if node["__typename"] != "AssetNode" or not keys:
+        raise CliError(
+            f"the Dagster webserver at {url} has no partitioned asset {asset}: "
+            "is it running the telemetry code location (telemetry_assets.definitions)?"
+        )
+    return parse_partition_key(keys[0])
 
 
 def all_done(backfill: dict) -> bool:
@@ -190,8 +224,10 @@ def run(args: argparse.Namespace) -> int:
     now = now_ns()
     start_ns = parse_time_arg(args.start, now=now)
     end_ns = parse_time_arg(args.end, now=now)
-    ranges = partition_ranges(start_ns, end_ns, now)
-    assets = list(args.assets or (*QUARTER_ASSETS, *HOURLY_ASSETS))
+    if end_ns <= start_ns:
+        raise CliError("--end must be after --start")
+    ranges = partition_ranges(start_ns, end_ns, now, first_partition(url))
+    assets = list(args.assets or asset_grains())
     title = f"telemetry backfill {args.start} .. {args.end}" + (f" site {site}" if site else "")
     params = backfill_params(ranges, assets, site, title)
     if not params["partitionsByAssets"]:

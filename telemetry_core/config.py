@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,7 +22,8 @@ from telemetry_core.alerts.rules import (
     parse_rules,
 )
 from telemetry_core.identifiers import IdentifierError, check_field, check_name
-from telemetry_core.timeutil import to_datetime
+from telemetry_core.timeutil import TimestampError, format_rfc3339, parse_rfc3339, to_datetime
+from telemetry_core.windows import HOUR_NS
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 KINDS = ("delta", "gauge", "state")
@@ -85,8 +86,16 @@ class Retention:
 
 @dataclass(frozen=True)
 class Rollups:
+    """``[rollups]``: read by the Dagster code location when it loads (they shape its
+    partitions and schedule) and by the daemon (what counts as late)."""
+
+    # A window is rolled up this long after it ends; a point arriving later is late.
     grace_seconds: int = 120
-    start: str = "2026-01-01T00:00:00Z"  # first partition (Dagster partitions start here)
+    start: str = "2026-01-01T00:00:00Z"  # first partition, RFC 3339 on a whole UTC hour
+
+    @property
+    def start_ns(self) -> int:
+        return parse_rfc3339(self.start)
 
 
 @dataclass(frozen=True)
@@ -194,17 +203,34 @@ def parse_config(data: dict[str, Any]) -> Config:
         _positive_int(ret.get("raw_days", 30), "[retention] raw_days"),
         _positive_int(ret.get("rollup_15m_days", 90), "[retention] rollup_15m_days"),
     )
-    roll = _table(data.get("rollups", {}), "[rollups]")
+    rollups = _rollups(_table(data.get("rollups", {}), "[rollups]"))
+    return Config(sites, fields, thresholds, retention, rollups, anomalies, alerts)
+
+
+def _rollups(roll: dict[str, Any]) -> Rollups:
     _take(roll, {"grace_seconds", "start"}, "[rollups]")
-    grace = roll.get("grace_seconds", 120)
-    if isinstance(grace, bool) or not isinstance(grace, int) or grace < 0:
-        raise ConfigError("[rollups] grace_seconds must be a non-negative integer")
+    grace = roll.get("grace_seconds", Rollups.grace_seconds)
+    if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= 86_400:
+        raise ConfigError(
+            f"[rollups] grace_seconds must be an integer from 0 to 86400, got {grace!r}"
+        )
     start = roll.get("start", Rollups.start)
-    if isinstance(start, datetime):
+    if isinstance(start, datetime):  # a TOML datetime; a local one is read as UTC
         start = (start if start.tzinfo else start.replace(tzinfo=UTC)).isoformat()
-    return Config(
-        sites, fields, thresholds, retention, Rollups(grace, str(start)), anomalies, alerts
-    )
+    elif isinstance(start, date):  # a TOML date: its midnight, UTC
+        start = f"{start.isoformat()}T00:00:00Z"
+    try:
+        start_ns = parse_rfc3339(str(start))
+    except TimestampError:
+        raise ConfigError(
+            f"[rollups] start must be an RFC 3339 time such as {Rollups.start!r}, got {start!r}"
+        ) from None
+    if start_ns % HOUR_NS:
+        raise ConfigError(
+            f"[rollups] start must be on a whole UTC hour (the hourly partitions start there "
+            f"too), got {start!r}"
+        )
+    return Rollups(grace, format_rfc3339(start_ns))
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

@@ -11,16 +11,94 @@ latest; readings with the same timestamp on several devices are ordered by
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import polars as pl
 
-from telemetry_core.store.base import ALL, KEY_COLUMNS, PARTIAL_SCHEMA, ROLLUP_COLUMNS
+from telemetry_core.store.base import (
+    ALL,
+    KEY_COLUMNS,
+    PARTIAL_SCHEMA,
+    ROLLUP_COLUMNS,
+    check_level,
+    level_width,
+)
+from telemetry_core.windows import HOUR_NS, WINDOW_15M_NS
 
 if TYPE_CHECKING:
     from telemetry_core.config import Config
+    from telemetry_core.store.base import Store
 
 SCOPES = ("device", "site", "portfolio")
+GRAINS = {WINDOW_15M_NS: "15m", HOUR_NS: "1h"}  # window width -> partition grain
+
+
+@dataclass(frozen=True)
+class RollupSpec:
+    """One rollup level: the Dagster asset that writes it, the store level it writes, and
+    where its rows come from. ``parent`` None means the raw points (aggregated by the
+    store); otherwise the stored rows of the parent asset, merged by :func:`combine` into
+    this level's window width and scope. ``check`` names its reconciliation check."""
+
+    asset: str
+    level: str
+    parent: str | None
+    scope: str
+    check: str
+
+    def __post_init__(self) -> None:
+        check_level(self.level)
+        if self.scope not in SCOPES:
+            raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
+
+    @property
+    def width_ns(self) -> int:
+        return level_width(self.level)
+
+    @property
+    def grain(self) -> str:
+        """``15m`` or ``1h``: which partitions (and which rollup job) the asset belongs to."""
+        return GRAINS[self.width_ns]
+
+    @property
+    def rule(self) -> str:
+        """``raw``: aggregate the raw points; ``merge``: combine the parent's partials."""
+        return "raw" if self.parent is None else "merge"
+
+
+# The rollup graph, parents first. Assets, their checks, the rollup jobs, the backfill CLI
+# and `telemetry query` all read this table: a new level is one row (and its store level).
+ROLLUP_SPECS: tuple[RollupSpec, ...] = (
+    RollupSpec("rollup_15m", "15m", None, "device", "rollup_15m_matches_raw_counts"),
+    RollupSpec("site_15m", "site_15m", "rollup_15m", "site", "site_15m_matches_devices"),
+    RollupSpec("portfolio_15m", "portfolio_15m", "site_15m", "portfolio", "portfolio_15m_matches_sites"),
+    RollupSpec("rollup_1h", "1h", "rollup_15m", "device", "rollup_1h_matches_quarters"),
+    RollupSpec("site_1h", "site_1h", "rollup_1h", "site", "site_1h_matches_devices"),
+    RollupSpec("portfolio_1h", "portfolio_1h", "site_1h", "portfolio", "portfolio_1h_matches_sites"),
+)  # fmt: skip
+SPECS_BY_ASSET = {spec.asset: spec for spec in ROLLUP_SPECS}
+
+
+def spec_for(grain: str, scope: str) -> RollupSpec:
+    """The level holding ``scope`` rows at ``grain`` (what ``telemetry query`` reads)."""
+    for spec in ROLLUP_SPECS:
+        if spec.grain == grain and spec.scope == scope:
+            return spec
+    raise ValueError(f"no rollup level for {scope} scope at {grain}")
+
+
+def compute_rollup(
+    spec: RollupSpec, store: Store, start_ns: int, end_ns: int, site_id: str | None = None
+) -> pl.DataFrame:
+    """The partials of ``spec``'s windows in ``[start, end)`` (one site's, if given; the
+    portfolio always spans every site), without ``is_work_hours``."""
+    if spec.parent is None:
+        return store.aggregate_raw(start_ns, end_ns, spec.width_ns, site_id=site_id)
+    parent = SPECS_BY_ASSET[spec.parent]
+    site = None if spec.scope == "portfolio" else site_id
+    rows = store.read_rollups(parent.level, start_ns, end_ns, site_id=site)
+    return combine(rows, spec.width_ns, spec.scope)
 
 
 def _window(col: str, width_ns: int) -> pl.Expr:

@@ -1,27 +1,7 @@
-"""Assets: raw points (external, fed by the ingest daemon) and the rollup graph."""
+"""Assets: raw points (external, fed by the ingest daemon) and the rollup graph, built
+from the configuration by ``telemetry_assets.definitions.build_defs``."""
 
-from telemetry_assets.assets.raw import raw_points
-from telemetry_assets.assets.rollups import (
-    HOURLY_ASSETS,
-    QUARTER_HOUR_ASSETS,
-    ROLLUP_ASSETS,
-    portfolio_1h,
-    portfolio_15m,
-    rollup_1h,
-    rollup_15m,
-    site_1h,
-    site_15m,
-)
+from telemetry_assets.assets.raw import RAW_POINTS, build_raw_points
+from telemetry_assets.assets.rollups import build_rollup_asset, build_rollup_assets
 
-__all__ = [
-    "HOURLY_ASSETS",
-    "QUARTER_HOUR_ASSETS",
-    "ROLLUP_ASSETS",
-    "portfolio_1h",
-    "portfolio_15m",
-    "raw_points",
-    "rollup_1h",
-    "rollup_15m",
-    "site_1h",
-    "site_15m",
-]
+__all__ = ["RAW_POINTS", "build_raw_points", "build_rollup_asset", "build_rollup_assets"]

@@ -1,4 +1,5 @@
-"""The rollup graph: raw_points → rollup_15m → rollup_1h, and site/portfolio rollups.
+"""The rollup graph, built from ``telemetry_core.rollup.ROLLUP_SPECS`` (one asset a row):
+raw_points → rollup_15m → rollup_1h, and the site/portfolio rollups of both grains.
 
 Every asset is range-aware: a run covers ``context.partition_time_window`` (one partition
 or a whole backfill chunk), reads its inputs from the store, and *replaces* every row of
@@ -11,10 +12,7 @@ Partials are merged, never averaged: hourly rows combine the four quarters, site
 combine the site's device rows, portfolio rows combine the site rows.
 """
 
-from collections.abc import Callable
-
 import dagster as dg
-import polars as pl
 
 from telemetry_assets.assets.common import (
     TSDB_POOL,
@@ -23,198 +21,87 @@ from telemetry_assets.assets.common import (
     time_range_ns,
     window_metadata,
 )
-from telemetry_assets.assets.raw import raw_points
-from telemetry_assets.partitions import hourly_partitions, quarter_hour_partitions
+from telemetry_assets.assets.raw import RAW_POINTS
 from telemetry_assets.resources import TelemetryStore
-from telemetry_core.rollup import combine, with_work_hours
-from telemetry_core.store.base import Store
-from telemetry_core.windows import HOUR_NS, WINDOW_15M_NS, parse_partition_key
+from telemetry_core.rollup import ROLLUP_SPECS, RollupSpec, compute_rollup, with_work_hours
+from telemetry_core.windows import parse_partition_key
 
 # Partitions per backfill run: a week of quarters, four weeks of hours. Run overhead is
 # seconds per run on this hardware, so one run per partition would make history
 # backfills take hours; a chunk this size keeps one run's memory in the low hundreds of MB.
-QUARTERS_PER_RUN = 672
-HOURS_PER_RUN = 672
+PARTITIONS_PER_RUN = 672
 
-Compute = Callable[[Store, int, int, str | None], pl.DataFrame]
+SCOPE_TEXT = {
+    "device": "Per-device",
+    "site": 'Per-site (device_id "*")',
+    "portfolio": 'Whole-portfolio (site_id and device_id "*")',
+}
+GRAIN_TEXT = {"15m": "15-minute", "1h": "hourly"}
+
+
+def describe(spec: RollupSpec) -> str:
+    source = (
+        "aggregated from the raw points"
+        if spec.parent is None
+        else f"merged from the stored {spec.parent} rows"
+    )
+    return (
+        f"{SCOPE_TEXT[spec.scope]} {GRAIN_TEXT[spec.grain]} partials (count, sum, min, max, "
+        f"first, last), {source}; store level `{spec.level}`."
+    )
 
 
 def _run(
-    context: dg.AssetExecutionContext,
-    store: TelemetryStore,
-    *,
-    level: str,
-    scope: str,
-    compute: Compute,
+    context: dg.AssetExecutionContext, store: TelemetryStore, spec: RollupSpec
 ) -> dg.MaterializeResult:
     start, end = time_range_ns(context)
     tags = dict(context.run.tags)
     # Portfolio rows depend on every site: a site-scoped run still recomputes them whole.
-    site = None if scope == "portfolio" else scoped_site(tags)
+    site = None if spec.scope == "portfolio" else scoped_site(tags)
     config = store.load_config()
     with store.open() as s:
-        partials = compute(s, start, end, site)
-        rows = with_work_hours(partials, config, scope)
-        written = s.replace_rollups(level, start, end, rows, site_id=site)
+        partials = compute_rollup(spec, s, start, end, site)
+        rows = with_work_hours(partials, config, spec.scope)
+        written = s.replace_rollups(spec.level, start, end, rows, site_id=site)
     keys = context.partition_keys
     per_window = window_metadata(
         rows,
         windows=[parse_partition_key(k) for k in keys],
         config=config,
-        scope=scope,
+        scope=spec.scope,
         site=site,
         late=late_points(tags),
     )
     for key in keys:
         context.add_asset_metadata(per_window[parse_partition_key(key)], partition_key=key)
     context.log.info(
-        f"{level}: replaced {written} rows in {len(keys)} partition(s)"
+        f"{spec.level}: replaced {written} rows in {len(keys)} partition(s)"
         + (f" of site {site}" if site else "")
     )
     return dg.MaterializeResult(metadata={"partitions_in_run": len(keys)})
 
 
-def _quarters_policy() -> dg.BackfillPolicy:
-    return dg.BackfillPolicy.multi_run(max_partitions_per_run=QUARTERS_PER_RUN)
-
-
-def _hours_policy() -> dg.BackfillPolicy:
-    return dg.BackfillPolicy.multi_run(max_partitions_per_run=HOURS_PER_RUN)
-
-
-@dg.asset(
-    partitions_def=quarter_hour_partitions,
-    deps=[raw_points],
-    group_name="rollups",
-    pool=TSDB_POOL,
-    backfill_policy=_quarters_policy(),
-    kinds={"polars"},
-)
-def rollup_15m(context: dg.AssetExecutionContext, store: TelemetryStore) -> dg.MaterializeResult:
-    """Per-device 15-minute partials of the raw points (count, sum, min, max, first, last)."""
-    return _run(
-        context,
-        store,
-        level="15m",
-        scope="device",
-        compute=lambda s, a, b, site: s.aggregate_raw(a, b, WINDOW_15M_NS, site_id=site),
+def build_rollup_asset(
+    spec: RollupSpec, partitions: dg.PartitionsDefinition, store_kind: str
+) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=spec.asset,
+        partitions_def=partitions,
+        deps=[dg.AssetKey(spec.parent) if spec.parent else RAW_POINTS],
+        group_name="rollups",
+        pool=TSDB_POOL,
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=PARTITIONS_PER_RUN),
+        kinds={"polars", store_kind},
+        description=describe(spec),
     )
+    def _asset(context: dg.AssetExecutionContext, store: TelemetryStore) -> dg.MaterializeResult:
+        return _run(context, store, spec)
+
+    return _asset
 
 
-@dg.asset(
-    partitions_def=hourly_partitions,
-    deps=[rollup_15m],
-    group_name="rollups",
-    pool=TSDB_POOL,
-    backfill_policy=_hours_policy(),
-    kinds={"polars"},
-)
-def rollup_1h(context: dg.AssetExecutionContext, store: TelemetryStore) -> dg.MaterializeResult:
-    """Per-device hourly partials, merged from the hour's four 15-minute rows."""
-    return _run(
-        context,
-        store,
-        level="1h",
-        scope="device",
-        compute=lambda s, a, b, site: combine(
-            s.read_rollups("15m", a, b, site_id=site), HOUR_NS, "device"
-        ),
-    )
-
-
-@dg.asset(
-    partitions_def=quarter_hour_partitions,
-    deps=[rollup_15m],
-    group_name="rollups",
-    pool=TSDB_POOL,
-    backfill_policy=_quarters_policy(),
-    kinds={"polars"},
-)
-def site_15m(context: dg.AssetExecutionContext, store: TelemetryStore) -> dg.MaterializeResult:
-    """Per-site 15-minute partials across the site's devices (device_id "*")."""
-    return _run(
-        context,
-        store,
-        level="site_15m",
-        scope="site",
-        compute=lambda s, a, b, site: combine(
-            s.read_rollups("15m", a, b, site_id=site), WINDOW_15M_NS, "site"
-        ),
-    )
-
-
-@dg.asset(
-    partitions_def=hourly_partitions,
-    deps=[rollup_1h],
-    group_name="rollups",
-    pool=TSDB_POOL,
-    backfill_policy=_hours_policy(),
-    kinds={"polars"},
-)
-def site_1h(context: dg.AssetExecutionContext, store: TelemetryStore) -> dg.MaterializeResult:
-    """Per-site hourly partials across the site's devices (device_id "*")."""
-    return _run(
-        context,
-        store,
-        level="site_1h",
-        scope="site",
-        compute=lambda s, a, b, site: combine(
-            s.read_rollups("1h", a, b, site_id=site), HOUR_NS, "site"
-        ),
-    )
-
-
-@dg.asset(
-    partitions_def=quarter_hour_partitions,
-    deps=[site_15m],
-    group_name="rollups",
-    pool=TSDB_POOL,
-    backfill_policy=_quarters_policy(),
-    kinds={"polars"},
-)
-def portfolio_15m(context: dg.AssetExecutionContext, store: TelemetryStore) -> dg.MaterializeResult:
-    """Whole-portfolio 15-minute partials across all sites (site_id and device_id "*")."""
-    return _run(
-        context,
-        store,
-        level="portfolio_15m",
-        scope="portfolio",
-        compute=lambda s, a, b, _site: combine(
-            s.read_rollups("site_15m", a, b), WINDOW_15M_NS, "portfolio"
-        ),
-    )
-
-
-@dg.asset(
-    partitions_def=hourly_partitions,
-    deps=[site_1h],
-    group_name="rollups",
-    pool=TSDB_POOL,
-    backfill_policy=_hours_policy(),
-    kinds={"polars"},
-)
-def portfolio_1h(context: dg.AssetExecutionContext, store: TelemetryStore) -> dg.MaterializeResult:
-    """Whole-portfolio hourly partials across all sites (site_id and device_id "*")."""
-    return _run(
-        context,
-        store,
-        level="portfolio_1h",
-        scope="portfolio",
-        compute=lambda s, a, b, _site: combine(
-            s.read_rollups("site_1h", a, b), HOUR_NS, "portfolio"
-        ),
-    )
-
-
-QUARTER_HOUR_ASSETS = (rollup_15m, site_15m, portfolio_15m)
-HOURLY_ASSETS = (rollup_1h, site_1h, portfolio_1h)
-ROLLUP_ASSETS = (*QUARTER_HOUR_ASSETS, *HOURLY_ASSETS)
-# Store level written by each asset (checks and tests look rows up by asset).
-LEVEL_OF = {
-    "rollup_15m": "15m",
-    "site_15m": "site_15m",
-    "portfolio_15m": "portfolio_15m",
-    "rollup_1h": "1h",
-    "site_1h": "site_1h",
-    "portfolio_1h": "portfolio_1h",
-}
+def build_rollup_assets(
+    partitions: dict[str, dg.TimeWindowPartitionsDefinition], store_kind: str
+) -> list[dg.AssetsDefinition]:
+    """Every rollup asset, in ``ROLLUP_SPECS`` order, on its grain's partitions."""
+    return [build_rollup_asset(s, partitions[s.grain], store_kind) for s in ROLLUP_SPECS]

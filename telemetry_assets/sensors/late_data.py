@@ -23,10 +23,8 @@ import dagster as dg
 
 from telemetry_assets.assets.common import LATE_BATCH_TAG, LATE_POINTS_TAG
 from telemetry_assets.jobs import rollup_1h_job, rollup_15m_job
-from telemetry_assets.partitions import PARTITIONS_START
 from telemetry_assets.resources import TelemetryStore
 from telemetry_core.store.base import Store
-from telemetry_core.timeutil import from_datetime
 from telemetry_core.windows import HOUR_NS, partition_key, window_start
 
 BATCH_MARKS = 64  # (window, site) marks per batch: one tick stays far below the 60 s limit
@@ -110,10 +108,12 @@ def evaluate(
     store: Store,
     run_statuses: Callable[[str, str], Iterable[dg.DagsterRunStatus]],
     *,
+    first_ns: int,
     now_ns: int | None = None,
     batch_marks: int = BATCH_MARKS,
 ) -> tuple[list[dg.RunRequest], str]:
-    """One tick: advance the current batch, or start the next one. Mutates ``state``."""
+    """One tick: advance the current batch, or start the next one. Mutates ``state``.
+    ``first_ns`` is the first partition's start (``[rollups] start``)."""
     now = time.time_ns() if now_ns is None else now_ns
     batch = state.batch
     if batch is not None:
@@ -139,12 +139,11 @@ def evaluate(
     else:
         message = ""
     marks = store.late_windows(batch_marks)
-    first = from_datetime(PARTITIONS_START)
-    too_old = [(m.window_start, m.site_id) for m in marks if m.window_start < first]
+    too_old = [(m.window_start, m.site_id) for m in marks if m.window_start < first_ns]
     if too_old:  # before the first partition: nothing can be rolled up there
         store.clear_late_windows(too_old, max(m.last_marked_at for m in marks))
     # A window still open is no partition yet; its mark waits until the window has ended.
-    marks = [m for m in marks if first <= m.window_start <= now - HOUR_NS // 4]
+    marks = [m for m in marks if first_ns <= m.window_start <= now - HOUR_NS // 4]
     if not marks:
         return [], message + "no late windows"
     batch = Batch(
@@ -186,21 +185,28 @@ def _statuses(instance: dg.DagsterInstance) -> Callable[[str, str], list[dg.Dags
     return lookup
 
 
-@dg.sensor(
-    name="late_data_sensor",
-    jobs=[rollup_15m_job, rollup_1h_job],
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-    description="Re-materialise exactly the 15-minute windows the ingest daemon marked late "
-    "(newest first, bounded batches), then their hours, then clear the marks.",
-)
-def late_data_sensor(context: dg.SensorEvaluationContext, store: TelemetryStore):
-    state = LateState.load(context.cursor)
-    with store.open() as s:
-        requests, message = evaluate(state, s, _statuses(context.instance))
-    context.log.info(message)
-    return dg.SensorResult(
-        run_requests=requests,
-        cursor=state.dump(),
-        skip_reason=None if requests else dg.SkipReason(message),
+def build_late_data_sensor(first_ns: int) -> dg.SensorDefinition:
+    """The sensor for partitions starting at ``first_ns``: marks of earlier windows can
+    never be rolled up, so they are cleared instead of retried forever."""
+
+    @dg.sensor(
+        name="late_data_sensor",
+        jobs=[rollup_15m_job, rollup_1h_job],
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=30,
+        description="Re-materialise exactly the 15-minute windows the ingest daemon marked "
+        f"late (newest first, at most {BATCH_MARKS} marks a batch), then their hours, then "
+        "clear the marks.",
     )
+    def late_data_sensor(context: dg.SensorEvaluationContext, store: TelemetryStore):
+        state = LateState.load(context.cursor)
+        with store.open() as s:
+            requests, message = evaluate(state, s, _statuses(context.instance), first_ns=first_ns)
+        context.log.info(message)
+        return dg.SensorResult(
+            run_requests=requests,
+            cursor=state.dump(),
+            skip_reason=None if requests else dg.SkipReason(message),
+        )
+
+    return late_data_sensor

@@ -66,6 +66,8 @@ def instance() -> Iterator[dg.DagsterInstance]:
 
 @pytest.fixture(scope="session")
 def defs() -> dg.Definitions:
-    from telemetry_assets.definitions import defs as definitions
+    """The code location with the default ``[rollups]`` (partitions from 2026-01-01);
+    the stores and configs of each test come from the environment at run time."""
+    from telemetry_assets.definitions import build_defs
 
-    return definitions
+    return build_defs()

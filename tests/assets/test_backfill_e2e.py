@@ -37,18 +37,22 @@ def prepare_site_scope_case(env: dict[str, str], store) -> list[tuple]:
     site-b's rows, which the site-scoped backfill must leave exactly as they are."""
     import dagster as dg
 
-    from telemetry_assets.definitions import defs
+    from telemetry_assets.definitions import build_defs
 
     store.write_points(fleet_points(DAY2, 1, seed=1))
     with pytest.MonkeyPatch.context() as mp, dg.DagsterInstance.ephemeral() as instance:
         for key, value in env.items():
             mp.setenv(key, value)
-        result = defs.resolve_job_def("rollup_15m_job").execute_in_process(
-            instance=instance,
-            tags={
-                "dagster/asset_partition_range_start": "2026-11-21-06:00",
-                "dagster/asset_partition_range_end": "2026-11-21-06:45",
-            },
+        result = (
+            build_defs()
+            .resolve_job_def("rollup_15m_job")
+            .execute_in_process(
+                instance=instance,
+                tags={
+                    "dagster/asset_partition_range_start": "2026-11-21-06:00",
+                    "dagster/asset_partition_range_end": "2026-11-21-06:45",
+                },
+            )
         )
         assert result.success
     before_b = store.read_rollups("15m", DAY2, DAY2 + 3600 * 10**9, site_id="site-b").rows()
@@ -69,7 +73,7 @@ def prepare_late_data_case(env: dict[str, str], store) -> None:
     """Day 3: an hour rolled up at every level, then a late point lands in 06:15."""
     import dagster as dg
 
-    from telemetry_assets.definitions import defs
+    from telemetry_assets.definitions import build_defs
 
     store.write_points(fleet_points(DAY3, 1, seed=3))
     with pytest.MonkeyPatch.context() as mp, dg.DagsterInstance.ephemeral() as instance:
@@ -80,7 +84,8 @@ def prepare_late_data_case(env: dict[str, str], store) -> None:
             ("rollup_1h_job", "2026-11-19-06:00", "2026-11-19-06:00"),
         ):
             assert (
-                defs.resolve_job_def(job)
+                build_defs()
+                .resolve_job_def(job)
                 .execute_in_process(
                     instance=instance,
                     tags={

@@ -8,10 +8,10 @@ import pytest
 
 from telemetry_assets.assets.common import LATE_BATCH_TAG, LATE_POINTS_TAG, SITE_TAG
 from telemetry_assets.resources import TelemetryStore
-from telemetry_assets.sensors import late_data_sensor, rollup_1h_follow_sensor
+from telemetry_assets.sensors import build_late_data_sensor, rollup_1h_follow_sensor
 from telemetry_assets.sensors.follow import follow_requests
 from telemetry_assets.sensors.late_data import LateState, evaluate
-from telemetry_core.config import load_config
+from telemetry_core.config import Rollups, load_config
 from telemetry_core.timeutil import now_ns
 from tests.assets.rollup_helpers import (
     FAR,
@@ -24,6 +24,8 @@ from tests.assets.rollup_helpers import (
 )
 
 START = ns("2026-11-20T06:00:00Z")
+FIRST = Rollups().start_ns  # the default [rollups] start
+late_data_sensor = build_late_data_sensor(FIRST)
 RANGE = dict(
     q_start="2026-11-20-06:00",
     q_end="2026-11-20-07:45",
@@ -126,13 +128,13 @@ def test_batches_are_bounded_newest_first_and_keep_retouched_marks(rolled):
         [("energy", "site-a", "m1", "power_w", ns(f"2026-11-20T{w}:01Z"), 1.0) for w in windows]
     )
     state, statuses = LateState(), FakeStatuses()
-    requests, _ = evaluate(state, rolled, statuses, batch_marks=2)
+    requests, _ = evaluate(state, rolled, statuses, first_ns=FIRST, batch_marks=2)
     assert [r.partition_key for r in requests] == ["2026-11-20-07:30", "2026-11-20-06:45"]
-    hours, _ = evaluate(state, rolled, statuses, batch_marks=2)
+    hours, _ = evaluate(state, rolled, statuses, first_ns=FIRST, batch_marks=2)
     assert [r.partition_key for r in hours] == ["2026-11-20-07:00", "2026-11-20-06:00"]
     # a point lands in 07:30 again while its batch runs: that mark must survive the clear
     rolled.write_points([("energy", "site-a", "m1", "power_w", ns("2026-11-20T07:30:02Z"), 2.0)])
-    nxt, message = evaluate(state, rolled, statuses, batch_marks=2)
+    nxt, message = evaluate(state, rolled, statuses, first_ns=FIRST, batch_marks=2)
     assert "cleared 1 of 2" in message
     assert [r.partition_key for r in nxt] == ["2026-11-20-07:30", "2026-11-20-06:15"]
 
@@ -210,6 +212,30 @@ def test_marks_of_open_windows_wait(store):
         [("energy", "site-a", "m1", "power_w", now, 1.0)], late_cutoff_ns=now + 3600 * 10**9
     )
     assert len(store.late_windows()) == 1  # marked (cutoff in the future), window still open
-    requests, message = evaluate(LateState(), store, FakeStatuses(), now_ns=now)
+    requests, message = evaluate(LateState(), store, FakeStatuses(), first_ns=FIRST, now_ns=now)
     assert requests == [] and "no late windows" in message
     assert len(store.late_windows()) == 1  # kept for later
+
+
+def test_marks_before_the_configured_start_are_cleared_not_requested(store):
+    """[rollups] start bounds the sensor too: a window before the first partition can
+    never be rolled up, so its mark is dropped instead of retried forever."""
+    start = ns("2026-11-20T07:00:00Z")
+    store.write_points(
+        [
+            ("energy", "site-a", "m1", "power_w", ns("2026-11-20T06:50:00Z"), 1.0),
+            ("energy", "site-a", "m1", "power_w", ns("2026-11-20T07:05:00Z"), 2.0),
+        ],
+        late_cutoff_ns=2**62,
+    )
+    assert len(store.late_windows()) == 2
+    requests, _ = evaluate(LateState(), store, FakeStatuses(), first_ns=start)
+    assert [r.partition_key for r in requests] == ["2026-11-20-07:00"]
+    assert [m.window_start for m in store.late_windows()] == [start]
+    # with the default start (2026-01-01) the same 06:45 mark is a partition like any other
+    store.write_points(
+        [("energy", "site-a", "m1", "power_w", ns("2026-11-20T06:50:00Z"), 3.0)],
+        late_cutoff_ns=2**62,
+    )
+    requests, _ = evaluate(LateState(), store, FakeStatuses(), first_ns=FIRST)
+    assert [r.partition_key for r in requests] == ["2026-11-20-07:00", "2026-11-20-06:45"]

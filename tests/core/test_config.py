@@ -95,3 +95,41 @@ def test_missing_file_and_bad_toml(tmp_path: Path):
     bad.write_text("[sites\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(
+    ("rollups", "grace", "start"),
+    [
+        ({}, 120, "2026-01-01T00:00:00Z"),
+        ({"grace_seconds": 0, "start": "2026-03-29T01:00:00+00:00"}, 0, "2026-03-29T01:00:00Z"),
+        ({"start": "2026-03-29T03:00:00+02:00"}, 120, "2026-03-29T01:00:00Z"),
+    ],
+)
+def test_rollups_section(rollups, grace, start):
+    cfg = parse_config({"rollups": rollups})
+    assert cfg.rollups.grace_seconds == grace
+    assert cfg.rollups.start == start
+
+
+def test_rollups_start_as_toml_date_and_datetime(tmp_path: Path):
+    path = tmp_path / "c.toml"
+    path.write_text("[rollups]\nstart = 2026-05-01\n")
+    assert load_config(path).rollups.start == "2026-05-01T00:00:00Z"
+    path.write_text("[rollups]\nstart = 2026-05-01T06:00:00\n")  # local: read as UTC
+    assert load_config(path).rollups.start_ns == utc(2026, 5, 1, 6, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("rollups", "message"),
+    [
+        ({"grace_seconds": -1}, "grace_seconds must be an integer from 0 to 86400"),
+        ({"grace_seconds": 1.5}, "grace_seconds must be an integer"),
+        ({"grace_seconds": True}, "grace_seconds must be an integer"),
+        ({"start": "yesterday"}, r"\[rollups\] start must be an RFC 3339 time"),
+        ({"start": "2026-01-01T00:15:00Z"}, "whole UTC hour"),
+        ({"grace": 60}, "unknown key 'grace'"),
+    ],
+)
+def test_rollups_errors_name_the_key(rollups, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"rollups": rollups})

@@ -58,8 +58,9 @@ def test_nats_to_dagster_to_query(nats_server, daemons, sqlite_url, tmp_path, mo
 
     monkeypatch.setenv("TELEMETRY_STORE_URL", sqlite_url)
     monkeypatch.setenv("TELEMETRY_CONFIG", str(config))
-    from telemetry_assets.definitions import defs
+    from telemetry_assets.definitions import defs as load_defs
 
+    defs = load_defs()  # the code location as Dagster loads it, from this environment
     with dg.DagsterInstance.ephemeral() as instance:
         for key in (partition_key(w0), partition_key(w1)):
             result = defs.resolve_job_def("rollup_15m_job").execute_in_process(
