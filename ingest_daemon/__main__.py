@@ -1,8 +1,8 @@
-"""``python -m ingest_daemon`` is ``telemetry ingest``."""
+"""``python -m ingest_daemon`` is ``telemetry ingest`` (without the rest of the CLI)."""
 
 import sys
 
-from telemetry_cli.main import main
+from ingest_daemon.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["ingest", *sys.argv[1:]]))
+    sys.exit(main())

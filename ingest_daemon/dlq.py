@@ -7,10 +7,20 @@ stream sequence, so a redelivery after a crash does not dead-letter the message 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import threading
+import time
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 
 from telemetry_core.decode import Decoded
 from telemetry_core.subjects import STREAM, dlq_subject
+
+log = logging.getLogger(__name__)
 
 MAX_REJECTED_IN_HEADER = 200
 PASS_THROUGH = ("Content-Type", "Content-Encoding", "Nats-Msg-Id")
@@ -53,3 +63,32 @@ def dead_letter_headers(
 
 def dead_letter_subject(subject: str) -> str:
     return dlq_subject(subject)
+
+
+class DeadLetters:
+    """Publishes dead letters to JetStream, retrying until stored or shutdown gives up.
+
+    The original message is acknowledged only after its dead letter is stored, so a
+    publish that keeps failing leaves the original to be redelivered, never lost."""
+
+    def __init__(self, js: JetStreamContext, abandon: threading.Event) -> None:
+        self.js = js
+        self.abandon = abandon
+
+    async def publish(self, msg: Msg, decoded: Decoded, seq: int) -> bool:
+        """True once JetStream stored the letter; False if shutdown abandoned it."""
+        headers = dead_letter_headers(msg.subject, msg.headers, decoded, seq, time.time_ns())
+        for r in decoded.rejections[:3]:
+            log.info("dead-letter %s #%s: %s (%s)", msg.subject, r.index, r.error, r.reason)
+        delay = 0.2
+        while not self.abandon.is_set():
+            try:
+                await self.js.publish(
+                    dead_letter_subject(msg.subject), msg.data, headers=headers, timeout=5
+                )
+                return True
+            except (nats.errors.Error, OSError) as exc:  # timeouts, no responders, closed
+                log.warning("dead-letter publish failed, retrying: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        return False

@@ -69,6 +69,11 @@ class Metrics:
         self.redelivered = Counter(
             "telemetry_ingest_redelivered_total", "Messages received more than once", registry=r
         )
+        self.keepalives = Counter(
+            "telemetry_ingest_keepalives_total",
+            "In-progress signals sent for batches still waiting for the store",
+            registry=r,
+        )
         for outcome in OUTCOMES:
             self.messages.labels(outcome)
         for reason in REASONS:

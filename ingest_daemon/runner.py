@@ -20,7 +20,7 @@ def configure_logging(level: str) -> None:
     logging.getLogger("nats").setLevel(logging.WARNING)
 
 
-async def _main(settings: Settings, ready: asyncio.Event | None = None) -> None:
+async def _main(settings: Settings) -> None:
     from ingest_daemon.daemon import Daemon
 
     stop = asyncio.Event()

@@ -114,6 +114,11 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
+    @property
+    def nats_servers(self) -> list[str]:
+        """``nats_url`` split: it may list several servers, comma-separated."""
+        return [u.strip() for u in self.nats_url.split(",") if u.strip()]
+
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 

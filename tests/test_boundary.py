@@ -11,9 +11,12 @@ def _loaded_after(import_line: str) -> set[str]:
 
 
 def test_ingest_daemon_loads_no_dagster():
-    loaded = _loaded_after("import ingest_daemon, ingest_daemon.__main__, ingest_daemon.daemon")
+    loaded = _loaded_after(
+        "import ingest_daemon, ingest_daemon.__main__, ingest_daemon.daemon, ingest_daemon.cli"
+    )
     assert "dagster" not in loaded
     assert "polars" not in loaded, "the daemon's hot path must not pull in polars"
+    assert "telemetry_cli" not in loaded, "dependencies point one way: the CLI on top"
 
 
 def test_core_imports_neither_dagster_nor_nats():

@@ -1,0 +1,141 @@
+"""One batch from hand to acknowledged: write, dead-letter, acknowledge, count.
+
+Why acknowledge only after the commit: JetStream redelivers anything unacknowledged, and
+the store's upsert by identity (newest stream sequence wins) makes a redelivery harmless,
+so a crash at any instant loses nothing and duplicates nothing (at-least-once delivery +
+idempotent writes). Dead letters follow the same rule: the original is acknowledged only
+after JetStream stored its letter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import nats.errors
+from nats.aio.msg import Msg
+
+from ingest_daemon.batching import Batch, InHand
+from ingest_daemon.dlq import DeadLetters
+from ingest_daemon.metrics import Metrics
+from ingest_daemon.writer import Abandoned, Refused, StoreWriter, Written
+from telemetry_core.decode import STORE_REJECTED, Decoded, Rejection
+from telemetry_core.timeutil import NS
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Entry = tuple[Msg, Decoded, int]
+OnCommit = Callable[[list[int], int], None]  # (stream arrival times, commit time), for benchmarks
+
+
+class Committer:
+    def __init__(
+        self,
+        writer: StoreWriter,
+        dead_letters: DeadLetters,
+        metrics: Metrics,
+        in_hand: InHand,
+        *,
+        keepalive_s: float,
+        on_commit: OnCommit | None = None,
+    ) -> None:
+        self.writer = writer
+        self.dead_letters = dead_letters
+        self.metrics = metrics
+        self.in_hand = in_hand
+        self.keepalive_s = keepalive_s
+        self.on_commit = on_commit
+
+    async def commit(self, batch: Batch) -> None:
+        entries = batch.entries
+        written = Written(0, 0, 0.0)
+        try:
+            if batch.points:
+                try:
+                    written = await self._alive(
+                        self.writer.write(batch.points, batch.seqs), entries
+                    )
+                except Refused as exc:
+                    log.error("store refused a batch (%s): writing message by message", exc)
+                    written, entries = await self._write_isolated(batch)
+        except Abandoned:  # shutdown: nothing acknowledged, JetStream redelivers it later
+            self.in_hand.release(batch)
+            return
+        rejected = [e for e in entries if e[1].rejections]
+        sent = await self._alive(
+            asyncio.gather(*(self.dead_letters.publish(*e) for e in rejected)), entries
+        )
+        unsent = {id(m) for (m, _, _), ok in zip(rejected, sent, strict=True) if not ok}
+        commit_ns = time.time_ns()
+        try:
+            for msg, _, _ in entries:
+                if id(msg) not in unsent:
+                    await msg.ack()
+        except nats.errors.Error as exc:  # connection lost: redelivered, the upsert absorbs it
+            log.warning("could not acknowledge a stored batch (%s); it will be redelivered", exc)
+        self.in_hand.release(batch)
+        self._count(batch, entries, written, commit_ns)
+
+    async def _alive(self, awaitable: Awaitable[T], entries: list[Entry]) -> T:
+        """Await while telling JetStream, every ``keepalive_s``, that these messages are
+        in progress, so a long store outage does not make it hand them to another daemon."""
+        fut = asyncio.ensure_future(awaitable)
+        while True:
+            done, _ = await asyncio.wait({fut}, timeout=self.keepalive_s)
+            if done:
+                return fut.result()
+            try:
+                for msg, _, _ in entries:
+                    await msg.in_progress()
+                self.metrics.keepalives.inc()
+            except nats.errors.Error as exc:  # disconnected: a redelivery is harmless
+                log.debug("in-progress keep-alive not sent: %s", exc)
+
+    async def _write_isolated(self, batch: Batch) -> tuple[Written, list[Entry]]:
+        """Write message by message; the messages the store refuses become dead letters."""
+        entries = list(batch.entries)
+        points = late = 0
+        seconds = 0.0
+        for idx, first, end in batch.spans:
+            write = self.writer.write(
+                batch.points[first:end], batch.seqs[first:end], refuse_after=1
+            )
+            try:
+                w = await self._alive(write, entries)
+            except Refused as exc:
+                msg, decoded, seq = entries[idx]
+                refused = Rejection(
+                    None, STORE_REJECTED, f"the store refused these readings: {exc}"
+                )
+                entries[idx] = (msg, Decoded([], 0, [refused, *decoded.rejections]), seq)
+                continue
+            points, late, seconds = points + w.points, late + w.late_windows, seconds + w.seconds
+        return Written(points, late, seconds), entries
+
+    def _count(self, batch: Batch, entries: list[Entry], written: Written, commit_ns: int) -> None:
+        m = self.metrics
+        if written.points:
+            m.batch_seconds.observe(written.seconds)
+            m.points_stored.inc(written.points)
+            m.late_windows.inc(written.late_windows)
+        readings = 0
+        outcomes: dict[str, int] = {}
+        for _, decoded, _ in entries:
+            readings += decoded.readings
+            if decoded.rejections:
+                for rej in decoded.rejections:
+                    m.readings_rejected.labels(rej.reason).inc()
+                outcome = decoded.outcome
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        outcomes["stored"] = len(entries) - sum(outcomes.values())
+        for outcome, n in outcomes.items():
+            m.messages.labels(outcome).inc(n)
+        m.readings_stored.inc(readings)
+        step = max(1, len(batch.arrived_ns) // 256)  # a sample per batch is plenty for a histogram
+        for t in batch.arrived_ns[::step]:
+            m.delay_seconds.observe(max(0, commit_ns - t) / NS)
+        if self.on_commit is not None:
+            self.on_commit(batch.arrived_ns, commit_ns)

@@ -1,0 +1,143 @@
+"""The store writer: one thread owns every store call; outages are waited out, refusals are not.
+
+Why a thread: store writes block (SQLite, HTTP) and must not stall the event loop that
+receives and acknowledges messages. Why exactly one: the store's connection is not shared
+between threads, a ping must never race a write, and one writer commits batches in the
+order they were flushed.
+
+Two kinds of failure, two answers:
+
+* ``StoreUnavailable`` (locked, unreachable, 5xx): an outage. Retry with backoff until the
+  store is back or shutdown abandons the batch; nothing is acknowledged meanwhile, so
+  JetStream keeps the messages.
+* anything else (e.g. an InfluxDB field-type conflict): the store refuses these points.
+  Retry ``refuse_after`` times, then raise ``Refused`` so the caller can isolate the
+  refused messages and dead-letter them instead of wedging the consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ingest_daemon.metrics import Metrics
+from telemetry_core.store import Point, Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+REFUSE_AFTER = 3  # failed attempts that are not outages before giving up on a batch
+
+AfterCommit = Callable[[Sequence[Point], Sequence[int]], None]
+"""Runs on the writer thread after each successful store commit and before any message of
+it is acknowledged, with the committed points and their stream sequences (e.g. persisting
+threshold alert events). A failure counts as a failure of the write: the write and the hook
+are retried together (``StoreUnavailable`` as an outage, anything else as a refusal), so
+the hook may see the same points more than once and must be idempotent, as the store is."""
+
+
+class Refused(Exception):
+    """The store keeps refusing a write for a reason that is not an outage."""
+
+
+class Abandoned(Exception):
+    """Shutdown gave up on a write that was waiting for the store to come back."""
+
+
+@dataclass(frozen=True)
+class Written:
+    points: int
+    late_windows: int
+    seconds: float  # store commit time (without the after-commit hook)
+
+
+class StoreWriter:
+    def __init__(
+        self,
+        store: Store,
+        metrics: Metrics,
+        *,
+        grace_ns: int,
+        after_commit: AfterCommit | None = None,
+        held: Callable[[], int] = lambda: 0,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.grace_ns = grace_ns
+        self.after_commit = after_commit
+        self.abandon = threading.Event()  # set by shutdown: stop waiting for the store
+        self.up = True
+        self.error: str | None = None
+        self.held = held  # messages in hand, for the outage log line
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+
+    async def write(
+        self, points: list[Point], seqs: list[int], *, refuse_after: int = REFUSE_AFTER
+    ) -> Written:
+        """Commit ``points`` (then run the after-commit hook) on the writer thread.
+
+        Raises ``Refused`` after ``refuse_after`` refusals, ``Abandoned`` when shutdown
+        stops waiting out an outage."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, self._write_blocking, points, seqs, refuse_after
+        )
+
+    def _write_blocking(self, points: list[Point], seqs: list[int], refuse_after: int) -> Written:
+        delay = 0.2
+        refusals = 0
+        while True:
+            try:
+                t0 = time.perf_counter()
+                result = self.store.write_points(
+                    points, seqs=seqs, late_cutoff_ns=time.time_ns() - self.grace_ns
+                )
+                elapsed = time.perf_counter() - t0
+                if self.after_commit is not None:
+                    self.after_commit(points, seqs)
+                if not self.up:
+                    log.info("store is back: writing again")
+                self._mark(up=True)
+                return Written(result.points, len(result.late_windows), elapsed)
+            except StoreUnavailable as exc:
+                self.metrics.store_errors.inc()
+                if self.up:
+                    log.warning("store unavailable, holding %d messages: %s", self.held(), exc)
+                self._mark(up=False, error=str(exc))
+            except Exception as exc:  # not an outage: counted, logged, refused after N
+                self.metrics.store_errors.inc()
+                refusals += 1
+                if refusals >= refuse_after:
+                    log.error("store refused a write %d times", refusals, exc_info=exc)
+                    raise Refused(str(exc)[:500]) from exc
+                log.warning("store refused a write (%d/%d): %s", refusals, refuse_after, exc)
+            if self.abandon.wait(delay):
+                raise Abandoned("shutdown: the write was abandoned")
+            delay = min(delay * 2, 5.0)
+
+    def _mark(self, *, up: bool, error: str | None = None) -> None:
+        self.up, self.error = up, (None if up else (error or "")[:300])
+        self.metrics.store_up.set(1 if up else 0)
+
+    async def ping(self) -> None:
+        """Check the store on the writer thread (so it never races a write); the result
+        feeds ``/health`` and ``telemetry_ingest_store_up``."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._ping_blocking)
+
+    def _ping_blocking(self) -> None:
+        try:
+            self.store.ping()
+        except Exception as exc:  # any failure means "cannot write now": reported, not raised
+            log.debug("store ping failed: %s", exc)
+            self._mark(up=False, error=str(exc))
+        else:
+            self._mark(up=True)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.store.close()
