@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "telemetry_cli.query",
     "telemetry_cli.backfill",
     "telemetry_cli.dlq",
+    "telemetry_cli.alerts",
     "telemetry_cli.api",
 )
 
@@ -54,7 +55,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (CliError, ConfigError, IdentifierError, StoreError, StoreUnavailable, TimestampError)
 
 
-TIME_OPTIONS = ("--start", "--end")
+TIME_OPTIONS = ("--start", "--end", "--since")
 
 
 def _glue_relative_times(argv: list[str]) -> list[str]:
