@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from telemetry_core.config import Config, Site, WorkHours  # noqa: E402
-from telemetry_core.rollup import combine, with_work_hours  # noqa: E402
+from telemetry_core.rollup import ROLLUP_SPECS, compute_rollup, with_work_hours  # noqa: E402
 from telemetry_core.store.sqlite import SqliteStore  # noqa: E402
 from telemetry_core.timeutil import parse_rfc3339  # noqa: E402
 from telemetry_core.windows import HOUR_NS, WINDOW_15M_NS, partition_key  # noqa: E402
@@ -97,33 +97,34 @@ def write_week(store: SqliteStore, days: int, devices_per_site: int = 40, step_s
 
 
 def compute_all(store: SqliteStore, config: Config, start: int, end: int) -> None:
-    """Every level over [start, end), as the six assets do (one chunk each)."""
-    with timed("aggregate_raw (SQLite)"):
-        q = store.aggregate_raw(start, end, WINDOW_15M_NS)
-    with timed("polars maths"):
-        q = with_work_hours(q, config)
-    with timed("replace_rollups (SQLite)"):
-        store.replace_rollups("15m", start, end, q)
-    with timed("read_rollups (SQLite)"):
-        q = store.read_rollups("15m", start, end)
-    with timed("polars maths"):
-        site_q = with_work_hours(combine(q, WINDOW_15M_NS, "site"), config, "site")
-        h = with_work_hours(combine(q, HOUR_NS, "device"), config)
-    with timed("replace_rollups (SQLite)"):
-        store.replace_rollups("site_15m", start, end, site_q)
-        store.replace_rollups("1h", start, end, h)
-    with timed("polars maths"):
-        port_q = with_work_hours(combine(site_q, WINDOW_15M_NS, "portfolio"), config, "portfolio")
-        site_h = with_work_hours(combine(h, HOUR_NS, "site"), config, "site")
-        port_h = with_work_hours(combine(site_h, HOUR_NS, "portfolio"), config, "portfolio")
-    with timed("replace_rollups (SQLite)"):
-        store.replace_rollups("portfolio_15m", start, end, port_q)
-        store.replace_rollups("site_1h", start, end, site_h)
-        store.replace_rollups("portfolio_1h", start, end, port_h)
+    """Every level over [start, end), as the assets do (one chunk each): the rows of
+    ROLLUP_SPECS in order, through the same compute_rollup the assets call."""
+    for spec in ROLLUP_SPECS:
+        step = "aggregate_raw (SQLite)" if spec.rule == "raw" else "read_rollups + combine"
+        with timed(step):
+            partials = compute_rollup(spec, store, start, end)
+        with timed("with_work_hours (polars)"):
+            rows = with_work_hours(partials, config, spec.scope)
+        with timed("replace_rollups (SQLite)"):
+            store.replace_rollups(spec.level, start, end, rows)
+
+
+def run_checks(store: SqliteStore, config: Config, start: int, end: int) -> dict[str, float]:
+    """Every asset check's function over [start, end), timed one by one (as one range run
+    of a backfill runs them)."""
+    from telemetry_assets.checks import CHECK_FUNCTIONS
+
+    took = {}
+    for name, fn in CHECK_FUNCTIONS.items():
+        t0 = time.perf_counter()
+        result = fn(store, config, start, end)
+        took[name] = time.perf_counter() - t0
+        if not result.passed and "complete" not in name:
+            print(f"    check {name} FAILED: {result.metadata}")
+    return took
 
 
 def dagster_backfill(folder: Path, store_url: str, days: int) -> float:
-    from telemetry_assets.local import graphql, start_dagster, wait_ready
     from telemetry_cli.backfill import (
         LAUNCH,
         PROGRESS,
@@ -132,6 +133,7 @@ def dagster_backfill(folder: Path, store_url: str, days: int) -> float:
         partition_ranges,
         summarize,
     )
+    from telemetry_cli.dagster_local import graphql, start_dagster, wait_ready
     from tests.conftest import free_port
 
     (folder / "telemetry.toml").write_text(config_toml())
@@ -147,7 +149,7 @@ def dagster_backfill(folder: Path, store_url: str, days: int) -> float:
         url = f"http://127.0.0.1:{port}"
         end = WEEK_START + days * 86400 * NS
         ranges = partition_ranges(WEEK_START, end, end + HOUR_NS, first_partition(url))
-        assets = ["rollup_15m", "site_15m", "portfolio_15m", "rollup_1h", "site_1h", "portfolio_1h"]
+        assets = [spec.asset for spec in ROLLUP_SPECS]
         params = backfill_params(ranges, assets, None, "bench")
         t0 = time.perf_counter()
         result = graphql(url, LAUNCH, {"params": params})["launchPartitionBackfill"]
@@ -265,6 +267,11 @@ def main() -> None:
         lvl: store.read_rollups(lvl, WEEK_START, end).height for lvl in ("15m", "1h", "site_1h")
     }
     print(f"  rows: {rows}")
+    print(f"\n2b) every asset check over the same {args.days} days")
+    took = run_checks(store, config, WEEK_START, end)
+    print(f"  {sum(took.values()):.2f}s")
+    for name, secs in sorted(took.items(), key=lambda kv: -kv[1])[:4]:
+        print(f"    {name:<34} {secs:6.2f}s")
     store.close()
 
     if not args.skip_dagster:

@@ -161,7 +161,7 @@ def backfill_params(
 
 
 def _call(url: str, query: str, variables: dict) -> dict:
-    from telemetry_assets.local import graphql
+    from telemetry_cli.dagster_local import graphql
     from telemetry_cli.errors import CliError
 
     try:

@@ -154,7 +154,7 @@ def _spawn(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Po
 
 def _start_dagster(state: Path, port: int, env, logs: Path, procs) -> str | None:
     try:
-        from telemetry_assets.local import start_dagster, wait_ready
+        from telemetry_cli.dagster_local import start_dagster, wait_ready
     except ImportError:
         return None
     proc = start_dagster(state / "dagster", port, env, log_path=logs / "dagster.log")

@@ -1,4 +1,10 @@
-"""``telemetry query``: raw points or rollups, as a table, CSV or JSON."""
+"""``telemetry query``: raw points or rollups, as a table, CSV or JSON.
+
+The answer comes from ``telemetry_core.series``, the code the HTTP API runs too, so the
+two never disagree on the resolution ``auto`` picks or on what a row holds. Site and
+portfolio rows are the *stored* ``site_*``/``portfolio_*`` rollups — the rows Dagster's
+pandera and reconciliation checks validated — never a recomputation from device rows.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +17,11 @@ from typing import Any
 HELP = """Show what the store holds. Times are RFC 3339 (2026-11-20T07:00:00Z), a date, 'now', or
 relative (-8h, -30m, -2d). Windows are half-open [start, end) and labelled by their start.
 
---resolution auto picks raw points for ranges up to 2 hours, 15-minute rollups up to 3 days
-and hourly rollups beyond (raw has no site or portfolio scope, so a wider scope picks
-rollups). Site and portfolio rows are combined from device rollups with the same maths the
-Dagster assets use: first/last follow the earliest/latest reading.
+--resolution auto picks raw points for ranges up to 1 hour, 15-minute rollups up to 7 days
+and hourly rollups beyond (raw has no site or portfolio scope, so a wider scope starts at
+15 minutes) — the same choice as the HTTP API. Site and portfolio rows are the stored site
+and portfolio rollups Dagster wrote and checked: a window Dagster has not rolled up yet
+has no row.
 
 --format json prints one JSON array: raw rows have time, measurement, site_id, device_id,
 field, value; rollup rows have window_start, window_end, measurement, site_id, device_id
@@ -36,99 +43,46 @@ def register(sub) -> None:
     p.add_argument("--field", required=True, help="e.g. power_w")
     p.add_argument("--start", required=True, help="range start (inclusive)")
     p.add_argument("--end", default="now", help="range end (exclusive, default now)")
-    p.add_argument("--site", help="only this site")
-    p.add_argument("--device", help="only this device")
+    p.add_argument("--site", help="only this site (device and site scope)")
+    p.add_argument("--device", help="only this device (device scope)")
     p.add_argument("--resolution", choices=("auto", "raw", "15m", "1h"), default="auto")
     p.add_argument("--scope", choices=("device", "site", "portfolio"), default="device")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--store-url", help="store URL (default $TELEMETRY_STORE_URL)")
-    p.add_argument("--config", help="TOML config (default $TELEMETRY_CONFIG): site work hours")
     p.set_defaults(func=run)
-
-
-def pick_resolution(resolution: str, scope: str, span_ns: int) -> str:
-    if resolution != "auto":
-        return resolution
-    hour = 3600 * 10**9
-    if span_ns <= 2 * hour and scope == "device":
-        return "raw"
-    return "15m" if span_ns <= 72 * hour else "1h"
 
 
 def run(args: argparse.Namespace) -> int:
     from telemetry_cli.errors import CliError
-    from telemetry_core.identifiers import check_field, check_name
+    from telemetry_core.config import load_config
+    from telemetry_core.series import QueryError, build_query, series
+    from telemetry_core.store import open_store
     from telemetry_core.timeutil import now_ns, parse_time_arg
 
-    check_name(args.measurement, "measurement")
-    check_field(args.field)
-    if args.site:
-        check_name(args.site, "site")
-    if args.device:
-        check_name(args.device, "device")
     now = now_ns()
-    start, end = parse_time_arg(args.start, now=now), parse_time_arg(args.end, now=now)
-    if end <= start:
+    if parse_time_arg(args.end, now=now) <= parse_time_arg(args.start, now=now):
         raise CliError("--end must be after --start")
-    resolution = pick_resolution(args.resolution, args.scope, end - start)
-    if resolution == "raw" and args.scope != "device":
-        raise CliError("raw points have no site or portfolio scope: use --resolution 15m or 1h")
-    if args.device and args.scope != "device":
-        raise CliError("--device only applies at --scope device")
-    rows = fetch(args, start, end, resolution)
-    emit(rows, args.format, RAW_KEYS if resolution == "raw" else None)
-    return 0
-
-
-def fetch(args: argparse.Namespace, start: int, end: int, resolution: str) -> list[dict[str, Any]]:
-    from telemetry_core.store import open_store
-    from telemetry_core.timeutil import format_rfc3339
-
+    try:
+        q = build_query(
+            measurement=args.measurement,
+            field=args.field,
+            start=args.start,
+            end=args.end,
+            site=args.site,
+            device=args.device,
+            scope=args.scope,
+            resolution=args.resolution,
+            now=now,
+        )
+    except QueryError as exc:
+        raise CliError(f"--{exc.parameter}: {exc}") from None
     store = open_store(args.store_url)
     try:
-        filters = {"measurement": args.measurement, "field": args.field, "site_id": args.site}
-        if resolution == "raw":
-            frame = store.read_points(start, end, device_id=args.device, **filters)
-            return [
-                {**row, "time": format_rfc3339(row["time"])}
-                for row in frame.select(RAW_KEYS).iter_rows(named=True)
-            ]
-        return rollup_rows(store, args, start, end, resolution, filters)
+        resolution, rows = series(store, load_config(), q)
     finally:
         store.close()
-
-
-def rollup_rows(
-    store, args, start: int, end: int, resolution: str, filters
-) -> list[dict[str, Any]]:
-    from telemetry_core.config import load_config
-    from telemetry_core.rollup import combine, with_mean, with_work_hours
-    from telemetry_core.timeutil import format_rfc3339
-    from telemetry_core.windows import RESOLUTIONS_NS, window_start
-
-    width = RESOLUTIONS_NS[resolution]
-    first = window_start(start, width)
-    frame = store.read_rollups(resolution, first, end, device_id=args.device, **filters)
-    if args.scope != "device":
-        frame = combine(frame.drop("is_work_hours"), width, args.scope)
-        frame = with_work_hours(frame, load_config(args.config), args.scope)
-    frame = with_mean(frame)
-    rows = []
-    for r in frame.iter_rows(named=True):
-        out: dict[str, Any] = {
-            "window_start": format_rfc3339(r["window_start"]),
-            "window_end": format_rfc3339(r["window_start"] + width),
-            "measurement": r["measurement"],
-            "site_id": None if args.scope == "portfolio" else r["site_id"],
-        }
-        if args.scope == "device":
-            out["device_id"] = r["device_id"]
-        out["field"] = r["field"]
-        out.update({k: r[k] for k in STATS})
-        if args.scope != "portfolio":
-            out["is_work_hours"] = r["is_work_hours"]
-        rows.append(out)
-    return rows
+    emit(rows, args.format, RAW_KEYS if resolution == "raw" else None)
+    return 0
 
 
 def emit(rows: list[dict[str, Any]], fmt: str, keys: tuple[str, ...] | None) -> None:

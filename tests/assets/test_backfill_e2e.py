@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from telemetry_assets.local import graphql, start_dagster, wait_ready
+from telemetry_cli.dagster_local import graphql, start_dagster, wait_ready
 from telemetry_core.config import load_config
 from telemetry_core.store import open_store
 from tests.assets.rollup_helpers import (

@@ -145,3 +145,58 @@ def test_completeness_warns_when_a_device_is_missing(defs, instance, store):
     md = {k: v.value for k, v in check.metadata.items()}
     assert md["devices_expected"] == 3 and md["devices_reporting"] == 2
     assert md["incomplete_windows"] == 1
+
+
+def test_raw_reconciliation_compares_every_partial(rolled):
+    """first/last and their times are checked too, not only count, sum, min and max."""
+    corrupt(
+        rolled,
+        "15m",
+        Q,
+        WINDOW_15M_NS,
+        lambda r: r.with_columns(pl.col("last_time") - 1, pl.col("first") + 0.5),
+    )
+    check = quarter_checks(rolled)["rollup_15m_matches_raw_counts"]
+    assert not check.passed
+    assert check.metadata["mismatched_rows"].value == 12  # every row of the quarter
+
+
+def test_raw_reconciliation_does_not_trust_the_stores_aggregation(
+    defs, instance, store, monkeypatch
+):
+    """A store whose own aggregation is wrong writes wrong 15-minute rows; the check reads
+    the raw points back and recomputes them in polars, so it fails (a check that compared
+    aggregate_raw with aggregate_raw would pass)."""
+    from telemetry_core.store.sqlite import SqliteStore
+
+    real = SqliteStore.aggregate_raw
+
+    def skewed(self, *args, **kwargs):
+        return real(self, *args, **kwargs).with_columns(pl.col("sum") * 1.01)
+
+    store.write_points(fleet_points(START, 1))
+    monkeypatch.setattr(SqliteStore, "aggregate_raw", skewed)
+    result = defs.resolve_job_def("rollup_15m_job").execute_in_process(
+        instance=instance, partition_key="2026-11-20-06:15"
+    )
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    raw = checks["rollup_15m_matches_raw_counts"]
+    assert not raw.passed
+    assert raw.metadata["mismatched_rows"].value == 12
+    # the merged levels agree with their (wrong) parent: consistency checks cannot see it
+    assert checks["site_15m_matches_devices"].passed
+
+
+def test_check_descriptions_say_what_they_compare(defs):
+    graph = defs.get_repository_def().asset_graph
+    specs = {key.name: graph.get_check_spec(key) for key in graph.asset_check_keys}
+    assert "Independent recomputation" in specs["rollup_15m_matches_raw_counts"].description
+    for name in (
+        "rollup_1h_matches_quarters",
+        "site_15m_matches_devices",
+        "site_1h_matches_devices",
+        "portfolio_15m_matches_sites",
+        "portfolio_1h_matches_sites",
+    ):
+        assert "not an independent proof" in specs[name].description, name
+        assert "same combine()" in specs[name].description, name

@@ -1,4 +1,4 @@
-"""A throwaway local Dagster (webserver + daemon) for ``telemetry demo`` and tests.
+"""A throwaway local Dagster (webserver + daemon) for ``telemetry demo``, tests and benchmarks.
 
 Imports nothing from Dagster: it writes an instance file and starts ``dagster dev`` in a
 subprocess. The instance lives in ``home`` (SQLite storage) and survives restarts of the
@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 LOCAL_INSTANCE = """\
-# Written by telemetry_assets.local: a local instance for `telemetry demo` (SQLite storage
+# Written by telemetry_cli.dagster_local: a local instance for `telemetry demo` (SQLite storage
 # under this folder). Production uses the repository's dagster.yaml (PostgreSQL).
 storage:
   sqlite:
