@@ -78,6 +78,12 @@ SCHEMA = [
 ]
 
 
+TABLES = frozenset(
+    ["alert_meta", "alert_state", "alerts", "alert_events", "alert_outbox", "alert_attempts",
+     "anomalies"]
+)  # fmt: skip
+
+
 class AlertsUnavailable(StoreUnavailable):
     """The alerts database is locked or unreachable: retry later (the daemon does not ack)."""
 
@@ -116,9 +122,11 @@ class AlertsDB:
             self._conn = sqlite3.connect(
                 path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
             )
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            (mode,) = self._conn.execute("PRAGMA journal_mode").fetchone()
+            if mode.lower() != "wal":  # a property of the file: set once (it takes a lock)
+                self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
-            if create:
+            if create and not self.has_tables():  # most opens: no write lock needed
                 with self.write() as conn:
                     for stmt in SCHEMA:
                         conn.execute(stmt)
@@ -153,10 +161,11 @@ class AlertsDB:
 
     def has_tables(self) -> bool:
         with self.read() as conn:
-            row = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alert_outbox'"
-            ).fetchone()
-        return row is not None
+            names = {
+                row[0]
+                for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+        return names >= TABLES
 
     def close(self) -> None:
         with self._lock:
