@@ -8,6 +8,12 @@ The parts, one role each: ``connection`` (NATS), ``consumer`` (pull requests, de
 Stopping (SIGTERM): no new pull requests; the batch in hand is committed and acknowledged
 within ``shutdown_timeout_s``; what is still waiting for the store then is abandoned
 unacknowledged (JetStream redelivers it), never half-acknowledged.
+
+Faults: an exception nobody planned for (a bug in a commit, the pull loop or the message
+callback) is never swallowed. It is logged with its traceback, counted in
+``telemetry_ingest_faults_total``, turns ``/health`` to ``error`` (HTTP 503), and stops the
+daemon with exit status 1, so the supervisor sees it and restarts it; what was not
+acknowledged is redelivered to the next daemon.
 """
 
 from __future__ import annotations
@@ -58,7 +64,9 @@ class Daemon:
         self.nc: Client | None = None
         self._on_commit = on_commit
         self._wake = asyncio.Event()
+        self._stop: asyncio.Event | None = None
         self._commits: set[asyncio.Task[None]] = set()
+        self.exit_code = 0
         pull_batch = max(64, min(1000, s.batch_size))
         self.in_hand = InHand(s.batch_size, pull_batch, self._wake)
         self.writer = StoreWriter(
@@ -92,8 +100,10 @@ class Daemon:
     def store(self) -> Store:
         return self.writer.store
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event) -> int:
+        """Run until ``stop`` is set (or a fault sets it); the process exit status."""
         s = self.settings
+        self._stop = stop
         http = None
         if s.http_port >= 0:
             from ingest_daemon.http import HealthServer
@@ -111,7 +121,7 @@ class Daemon:
             self.nc = self.health.nc = nc = await connect(options, stop)
             if nc is None:
                 self.writer.close()
-                return
+                return self.exit_code
             self.metrics.nats_connected.set(1)
             js = nc.jetstream()
             if s.create_streams:
@@ -136,6 +146,8 @@ class Daemon:
                     )
                 ),
             ]
+            for task in tasks:
+                task.add_done_callback(self._task_done)
             try:
                 await stop.wait()
             finally:
@@ -144,13 +156,30 @@ class Daemon:
         finally:
             if http is not None:
                 await http.stop()
+        return self.exit_code
 
     def _commit(self, batch: Batch) -> None:
         """The batcher's hand-off: one task per batch (the writer thread serialises them)."""
         assert self.committer is not None
         task = asyncio.create_task(self.committer.commit(batch))
         self._commits.add(task)
-        task.add_done_callback(self._commits.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._commits.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self.fault(exc, task.get_coro().__qualname__)  # type: ignore[union-attr]
+
+    def fault(self, exc: BaseException, where: str) -> None:
+        """An unplanned exception: log it with its traceback, count it, report ``error``
+        on ``/health`` and stop with exit status 1 (nothing unacknowledged is lost)."""
+        log.error("fault in %s: stopping the daemon", where, exc_info=exc)
+        self.metrics.faults.inc()
+        if self.health.fault is None:
+            self.health.fault = f"{where}: {type(exc).__name__}: {exc}"[:300]
+        self.exit_code = 1
+        if self._stop is not None:
+            self._stop.set()
 
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
         deadline = time.monotonic() + self.settings.shutdown_timeout_s
@@ -179,7 +208,12 @@ class Daemon:
 
     # -- connection events -------------------------------------------------------------
     async def _on_error(self, exc: Exception) -> None:
-        log.warning("nats: %s", exc)
+        """nats-py reports connection trouble here, and also any exception raised by the
+        message callback (``Consumer.on_msg``): the latter is a bug, hence a fault."""
+        if isinstance(exc, nats.errors.Error | OSError):
+            log.warning("nats: %s", exc)
+        else:
+            self.fault(exc, "the message callback")
 
     async def _on_disconnect(self) -> None:
         self.metrics.nats_connected.set(0)

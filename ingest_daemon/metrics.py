@@ -74,6 +74,11 @@ class Metrics:
             "In-progress signals sent for batches still waiting for the store",
             registry=r,
         )
+        self.faults = Counter(
+            "telemetry_ingest_faults_total",
+            "Unexpected errors (bugs) that stopped the daemon; each is logged with a traceback",
+            registry=r,
+        )
         for outcome in OUTCOMES:
             self.messages.labels(outcome)
         for reason in REASONS:

@@ -20,7 +20,7 @@ def configure_logging(level: str) -> None:
     logging.getLogger("nats").setLevel(logging.WARNING)
 
 
-async def _main(settings: Settings) -> None:
+async def _main(settings: Settings) -> int:
     from ingest_daemon.daemon import Daemon
 
     stop = asyncio.Event()
@@ -28,7 +28,7 @@ async def _main(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     daemon = Daemon(settings)
-    await daemon.run(stop)
+    return await daemon.run(stop)
 
 
 def run_daemon(settings: Settings) -> int:
@@ -40,5 +40,4 @@ def run_daemon(settings: Settings) -> int:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(_main(settings))
-    return 0
+    return asyncio.run(_main(settings))

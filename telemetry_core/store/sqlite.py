@@ -32,7 +32,6 @@ from telemetry_core.store.base import (
     PARTIAL_SCHEMA,
     RAW_SCHEMA,
     ROLLUP_COLUMNS,
-    ROLLUP_LEVELS,
     ROLLUP_SCHEMA,
     LateWindow,
     Point,
@@ -41,49 +40,11 @@ from telemetry_core.store.base import (
     check_level,
     level_width,
 )
+from telemetry_core.store.sqlite_schema import OPEN_TIMEOUT_S, open_connection
 from telemetry_core.windows import WINDOW_15M_NS, windows_between
 
 if TYPE_CHECKING:
     import polars as pl
-
-_SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS series (
-        id INTEGER PRIMARY KEY,
-        measurement TEXT NOT NULL, site_id TEXT NOT NULL,
-        device_id TEXT NOT NULL, field TEXT NOT NULL,
-        UNIQUE (measurement, site_id, device_id, field))""",
-    """CREATE TABLE IF NOT EXISTS raw (
-        time INTEGER NOT NULL, series_id INTEGER NOT NULL, value REAL NOT NULL,
-        seq INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (time, series_id)) WITHOUT ROWID""",
-    """CREATE TABLE IF NOT EXISTS rolled_up (
-        level TEXT NOT NULL, window_start INTEGER NOT NULL, site_id TEXT NOT NULL,
-        at INTEGER NOT NULL, PRIMARY KEY (level, window_start, site_id)) WITHOUT ROWID""",
-    """CREATE TABLE IF NOT EXISTS late_windows (
-        window_start INTEGER NOT NULL, site_id TEXT NOT NULL, points INTEGER NOT NULL,
-        first_marked_at INTEGER NOT NULL, last_marked_at INTEGER NOT NULL,
-        PRIMARY KEY (window_start, site_id)) WITHOUT ROWID""",
-] + [
-    f"""CREATE TABLE IF NOT EXISTS rollup_{level} (
-        window_start INTEGER NOT NULL, measurement TEXT NOT NULL, site_id TEXT NOT NULL,
-        device_id TEXT NOT NULL, field TEXT NOT NULL, count INTEGER NOT NULL,
-        sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
-        first REAL NOT NULL, last REAL NOT NULL,
-        first_time INTEGER NOT NULL, last_time INTEGER NOT NULL, is_work_hours INTEGER,
-        PRIMARY KEY (window_start, measurement, site_id, device_id, field)) WITHOUT ROWID"""
-    for level in ROLLUP_LEVELS
-]
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a file written by an earlier version up to date (inside the schema txn).
-
-    Raw points written before the stream sequence was kept get sequence 0: any message
-    from the stream replaces them, as a fresh write would have."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(raw)")}
-    if "seq" not in columns:
-        conn.execute("ALTER TABLE raw ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
-
 
 MAX_WINDOWS_PER_REPLACE = 200_000  # ~5.7 years of 15-minute windows: a bigger range is a bug
 
@@ -148,35 +109,24 @@ def _insert_raw(conn: sqlite3.Connection, params: list) -> None:
 
 
 class SqliteStore:
-    def __init__(self, path: str, *, busy_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, path: str, *, busy_timeout_s: float = 5.0, open_timeout_s: float = OPEN_TIMEOUT_S
+    ) -> None:
         self.path = path
         self.url = f"sqlite:///{path}"
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._busy_timeout_s = busy_timeout_s
+        self._open_timeout_s = open_timeout_s
         self._series: dict[tuple[str, str, str, str], int] = {}
         self._conn = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
-        )
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
-        conn.execute("PRAGMA temp_store=MEMORY")
         with self._translate():
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for stmt in _SCHEMA:
-                    conn.execute(stmt)
-                _migrate(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        return conn
+            return open_connection(
+                self.path, busy_timeout_s=self._busy_timeout_s, open_timeout_s=self._open_timeout_s
+            )
 
     # -- helpers ---------------------------------------------------------------------
     class _translate:
