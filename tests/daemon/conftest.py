@@ -34,11 +34,20 @@ class DaemonProc:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> DaemonProc:
+        """Start the process and wait until it answers /health."""
+        return self.launch().wait_healthy()
+
+    def launch(self) -> DaemonProc:
+        """Start the process without waiting (to start several at the same moment)."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process lifetime
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ingest_daemon"], env=self.env, stdout=log, stderr=log
         )
-        deadline = time.monotonic() + 20
+        return self
+
+    def wait_healthy(self) -> DaemonProc:
+        assert self.proc is not None
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"daemon exited: {self.log()}")

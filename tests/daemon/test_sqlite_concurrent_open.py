@@ -50,3 +50,15 @@ def test_processes_opening_a_fresh_file_at_once_all_succeed(tmp_path):
         with sqlite3.connect(db) as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             assert conn.execute("SELECT count(*) FROM raw").fetchone()[0] == PROCESSES - 2
+
+
+def test_daemons_started_together_on_a_fresh_file_all_run(nats_server, daemons, tmp_path):
+    """Three rounds of three daemon processes launched at once on a new file each."""
+    for round_ in range(3):
+        url = f"sqlite:///{tmp_path / f'daemons-{round_}.db'}"
+        started = [daemons(store_url=url).launch() for _ in range(3)]
+        for d in started:
+            d.wait_healthy()
+        for d in started:
+            assert d.health()["store"]["up"], d.log()
+            assert d.stop() == 0, d.log()
