@@ -7,6 +7,9 @@ URLs
   is sent as ``Authorization: Token ...``; otherwise user and password go as basic auth.
   The database is created when missing (servers that cannot, 2.x/3.x, create or map it
   themselves).
+* Both take ``order_window=<seconds>`` (default 2): how long a raw write may take from
+  its read to its acknowledgement, and how long after a write it is verified while other
+  writers are live (docs/influxdb.md, "Stream order").
 * ``influxdb2://host:port/<bucket>?org=<org>[&retention=<seconds>&tls=true]`` -- InfluxDB
   2.x, token from ``INFLUXDB_TOKEN``: writes through influxdb-client on
   ``/api/v2/write`` (synchronous, bounded retries, errors surfaced), bucket and DBRP
@@ -14,14 +17,20 @@ URLs
 
 Data layout (one database or bucket, dedicated to this platform)
 ----------------------------------------------------------------
-``raw,device_id=D,field=F,measurement=M,site_id=S value=<float> <time ns>``
+``raw,device_id=D,field=F,measurement=M,site_id=S value=<float>,seq=<int>i <time ns>``
     One measurement for every raw point; the four key columns are tags, so one InfluxDB
     series is exactly one of our series and a point's identity (tags + time) is exactly
-    ours (measurement, site, device, field, time): rewriting it replaces the value. A
-    single field (``value``) means a rewrite is always a complete field set. Why not one
+    ours (measurement, site, device, field, time): rewriting it replaces the value. Every
+    write carries both fields, so a rewrite is always a complete field set. ``seq`` is the
+    JetStream sequence of the point's message (0 for writes from outside the stream),
+    packed with a batch token while several writers are live: see
+    :mod:`telemetry_core.store.influx_order`. Reads select ``value`` only. Why not one
     InfluxDB measurement per telemetry measurement: the raw->15m rollup is then one
     ``GROUP BY time(15m), *`` over one measurement, names can never collide with the
     rollup measurements, and the tags keep the column names the API returns.
+``writers id="<random>"[,retired=true] <time ns>``
+    Heartbeats of the store objects writing raw points (see
+    :mod:`telemetry_core.store.influx_guard`); dropped with raw points by retention.
 ``rollup_<level>,<same tags> count=<n>i,sum=..,min=..,max=..,first=..,last=..,
 first_time=<ns>i,last_time=<ns>i,is_work_hours=<1|0|-1>i <window_start>``
     One measurement per level (``rollup_15m``, ``rollup_1h``, ``rollup_site_15m``...),
@@ -54,6 +63,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from telemetry_core.identifiers import check_name
 from telemetry_core.store.base import StoreError, StoreUnavailable
+from telemetry_core.store.influx_guard import Timing
 from telemetry_core.store.influx_http import InfluxRequestError, V1Http, quote_ident
 from telemetry_core.store.influx_layout import tag_filters
 from telemetry_core.store.influx_store import InfluxStore
@@ -118,6 +128,10 @@ def open_influx(url: str) -> InfluxStore:
     token = os.environ.get("INFLUXDB_TOKEN") or None
     tls = params.get("tls", "").lower() in _TRUE
     timeout = float(params.get("timeout", "30"))
+    window = float(params.get("order_window", "2"))
+    if not 0 < window <= 60:
+        raise StoreError("order_window must be a number of seconds in (0, 60]")
+    timing = Timing(window)
     if scheme == "influxdb":
         rp = params.get("rp")
         if rp is not None:
@@ -133,7 +147,7 @@ def open_influx(url: str) -> InfluxStore:
             timeout_s=timeout,
             retention_policy=rp,
         )
-        return InfluxStore(url, http, V1Writer(http))
+        return InfluxStore(url, http, V1Writer(http), timing)
     if scheme == "influxdb2":
         from telemetry_core.store.influx_v2 import V2Writer
 
@@ -146,5 +160,5 @@ def open_influx(url: str) -> InfluxStore:
         base = f"{'https' if tls else 'http'}://{host}:{port}"
         retention = int(params["retention"]) if "retention" in params else None
         writer = V2Writer(base, token, org, name, http, retention_s=retention, timeout_s=timeout)
-        return InfluxStore(url, http, writer)
+        return InfluxStore(url, http, writer, timing)
     raise StoreError(f"not an InfluxDB store URL: {scheme}://")

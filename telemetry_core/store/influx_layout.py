@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from telemetry_core.identifiers import check_field, check_name
+from telemetry_core.lineprotocol import FieldKind
 from telemetry_core.store.base import ALL, check_level
 from telemetry_core.store.influx_http import quote_ident, quote_str
 
@@ -51,7 +52,7 @@ def tag_filters(**tags: str | None) -> str:
     return "".join(out)
 
 
-ROLLUP_FIELDS = {
+ROLLUP_FIELDS: dict[str, FieldKind] = {
     "count": "int", "sum": "float", "min": "float", "max": "float", "first": "float",
     "last": "float", "first_time": "int", "last_time": "int", "is_work_hours": "int",
 }  # fmt: skip

@@ -11,6 +11,7 @@ per-series results come back, never the raw points.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -49,9 +50,8 @@ class RollupMixin:
     _writer: Writer
     _http: V1Http
 
-    def query(self, statements: str) -> list: ...  # provided by InfluxStore
-
-    def _ensure(self) -> None: ...  # provided by InfluxStore
+    query: Callable[[str], list]  # provided by InfluxStore
+    _ensure: Callable[[], None]  # provided by InfluxStore
 
     # -- raw -> partials, computed by the server ---------------------------------------
     def aggregate_raw(

@@ -8,31 +8,40 @@ is identical on InfluxDB 1.x, 2.x and 3.x.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from telemetry_core.identifiers import check_name, check_series_key
-from telemetry_core.lineprotocol import encode_points
+from telemetry_core.identifiers import check_series_key
+from telemetry_core.lineprotocol import check_finite, point_lines, series_prefixes
 from telemetry_core.store.base import (
-    ALL,
-    LateWindow,
     Point,
+    StoreUnavailable,
     WriteResult,
     check_level,
 )
 from telemetry_core.store.influx_frames import raw_frame
+from telemetry_core.store.influx_guard import (
+    WRITERS,
+    Pending,
+    Registry,
+    Stats,
+    Timing,
+    Verifier,
+    new_token,
+)
 from telemetry_core.store.influx_http import InfluxRequestError, V1Http, quote_ident
+from telemetry_core.store.influx_late import LateMixin
 from telemetry_core.store.influx_layout import (
-    LATE,
     RAW,
-    ROLLED_UP,
     Writer,
     tag_filters,
 )
+from telemetry_core.store.influx_order import SEQ_LIMIT, PreWrite, clusters, pack, resolve
 from telemetry_core.store.influx_rollups import RollupMixin
-from telemetry_core.windows import WINDOW_15M_NS
 
 if TYPE_CHECKING:
     import polars as pl
@@ -42,13 +51,25 @@ log = logging.getLogger(__name__)
 _MAX_REQUEST_POINTS = 50_000  # ~5 MB of line protocol
 
 
-class InfluxStore(RollupMixin):
-    def __init__(self, url: str, http: V1Http, writer: Writer) -> None:
+class InfluxStore(LateMixin, RollupMixin):
+    def __init__(
+        self, url: str, http: V1Http, writer: Writer, timing: Timing | None = None
+    ) -> None:
         self.url = url
         self._http = http
         self._writer = writer
         self._prefixes: dict[tuple[str, str, str, str], str] = {}
         self._ready = False
+        self.timing = timing or Timing()
+        self._registry = Registry(self.timing)
+        self._pre = PreWrite()
+        # One write at a time per store object: the pre-write read and the knowledge it
+        # updates assume it (the daemon has one writer thread anyway).
+        self._write_lock = threading.RLock()
+        self._verify_http = http.fork()
+        self._verifier = Verifier(
+            self.timing, self._verify_http.query, writer.write, self._repaired
+        )
 
     def _ensure(self) -> None:
         """Set-up on first use, not at open: a daemon starting while InfluxDB is down
@@ -63,93 +84,83 @@ class InfluxStore(RollupMixin):
 
     # -- raw points ------------------------------------------------------------------
     def write_points(
-        self, points: Sequence[Point], *, late_cutoff_ns: int | None = None
+        self,
+        points: Sequence[Point],
+        *,
+        seqs: Sequence[int] | None = None,
+        late_cutoff_ns: int | None = None,
     ) -> WriteResult:
+        """Upsert in stream order (see :mod:`telemetry_core.store.influx_order`)."""
         if not points:
             return WriteResult(0)
-        # Encode everything first: a bad name or NaN anywhere refuses the batch before
-        # anything is sent. Requests stay under servers' body limits (1.x: 25 MB).
-        step, cache = _MAX_REQUEST_POINTS, self._prefixes
-        bodies = [
-            encode_points(
-                points[i : i + step], measurement=RAW, cache=cache, check=check_series_key
-            )
-            for i in range(0, len(points), step)
-        ]
-        times = [p[4] for p in points]
-        lo, hi = min(times), max(times)
+        rows, row_seqs = resolve(points, seqs)
+        # Refuse a bad name or NaN anywhere before anything is sent.
+        series_prefixes(rows, measurement=RAW, cache=self._prefixes, check=check_series_key)
+        check_finite(rows)
         self._ensure()
+        with self._write_lock:
+            self._write_ordered(rows, row_seqs, late_cutoff_ns)
+        return WriteResult(len(points), self._late([(p[1], p[4]) for p in rows], late_cutoff_ns))
+
+    def _write_ordered(
+        self, rows: Sequence[Point], seqs: Sequence[int] | int, late_cutoff_ns: int | None
+    ) -> None:
+        registry, pre = self._registry, self._pre
+        beat = registry.begin(self.query, self._writer.write)
+        alone = registry.alone
+        if pre.needs_refresh(rows, None if alone else self.timing.refresh_s):
+            pre.refresh(self.query, rows)
+        rows, seqs = pre.admit(self.query, rows, seqs)
+        if not rows:
+            return
+        read_at = pre.known.at if pre.known is not None else time.monotonic()
+        token, exact, stored_seqs = 0, False, seqs
+        if not alone:
+            token = new_token()
+            top = seqs if isinstance(seqs, int) else max(seqs)
+            if top >= SEQ_LIMIT:
+                exact = True  # cannot carry a token: checked point by point
+            elif isinstance(seqs, int):
+                stored_seqs = pack(seqs, token)
+            else:
+                stored_seqs = [pack(q, token) for q in seqs]
+        lines = point_lines(rows, self._prefixes, stored_seqs)
+        beat_line = registry.line() if beat else ""
+        step = _MAX_REQUEST_POINTS
+        bodies = ["\n".join(lines[i : i + step]) + "\n" for i in range(0, len(lines), step)]
         for body in bodies:
-            self._writer.write(body)
-        # Checked after the write: a rollup recorded before this check is seen here, one
-        # that starts later reads these points; one running meanwhile is covered by
-        # late_cutoff_ns (its window has ended), as with the SQLite store.
-        done = self._rolled_up_15m(lo - lo % WINDOW_15M_NS, hi - hi % WINDOW_15M_NS)
-        cut = (
-            late_cutoff_ns is not None and lo - lo % WINDOW_15M_NS + WINDOW_15M_NS <= late_cutoff_ns
-        )
-        if not done and not cut:
-            return WriteResult(len(points))  # the common case: no per-point bookkeeping
-        counts: dict[tuple[int, str], int] = {}
-        get = counts.get
-        for _, s, _, _, t, _ in points:
-            wk = (t - t % WINDOW_15M_NS, s)
-            counts[wk] = get(wk, 0) + 1
-        late = sorted(
-            wk
-            for wk in counts
-            if (late_cutoff_ns is not None and wk[0] + WINDOW_15M_NS <= late_cutoff_ns)
-            or (wk[0], ALL) in done
-            or wk in done
-        )
-        if late:
-            self._mark_late(late, counts)
-        return WriteResult(len(points), tuple(late))
-
-    def _rolled_up_15m(self, lo: int, hi: int) -> set[tuple[int, str]]:
-        (series,) = self.query(
-            f"SELECT {quote_ident('at')} FROM {quote_ident(ROLLED_UP)} "
-            f"WHERE {quote_ident('level')} = '15m' AND time >= {lo} AND time <= {hi} "
-            f"GROUP BY {quote_ident('site_id')}"
-        )
-        return {(row[0], s.tags["site_id"]) for s in series for row in s.values}
-
-    def _marks(self, lo: int, hi: int) -> dict[tuple[int, str], dict]:
-        cols = ("points", "first_marked_at", "last_marked_at", "cleared_up_to")
-        (series,) = self.query(
-            f"SELECT {', '.join(quote_ident(c) for c in cols)} FROM {quote_ident(LATE)} "
-            f"WHERE time >= {lo} AND time <= {hi} GROUP BY {quote_ident('site_id')}"
-        )
-        return {
-            (row[0], s.tags["site_id"]): dict(zip(s.columns, row, strict=True))
-            for s in series
-            for row in s.values
-        }
-
-    @staticmethod
-    def _live(mark: dict) -> bool:
-        """A mark is live unless a clear covered its last touch (see clear_late_windows)."""
-        cleared = mark.get("cleared_up_to")
-        return mark.get("points") is not None and (
-            cleared is None or mark["last_marked_at"] > cleared
-        )
-
-    def _mark_late(self, late: list[tuple[int, str]], counts: dict) -> None:
-        existing = self._marks(late[0][0], late[-1][0])
-        now = time.time_ns()
-        lines = []
-        for ws, site in late:
-            old = existing.get((ws, site))
-            live = old is not None and self._live(old)
-            points = counts[(ws, site)] + (int(old["points"]) if live else 0)
-            first = int(old["first_marked_at"]) if live else now
-            # cleared_up_to is left out on purpose: InfluxDB keeps the field, and the
-            # mark is live again because last_marked_at is now newer than it.
-            lines.append(
-                f"{LATE},site_id={site} points={points}i,first_marked_at={first}i,"
-                f"last_marked_at={now}i {ws}"
+            self._writer.write(body + beat_line)
+            if beat_line:
+                registry.beat_at, beat_line = time.monotonic(), ""
+        acked = time.monotonic()
+        pre.wrote(rows)
+        if alone:
+            return
+        if acked - read_at > self.timing.window_s:
+            self._verifier.stats.slow_writes += 1
+            log.warning(
+                "a write took %.1f s from its read to its acknowledgement (window %.1f s): a "
+                "concurrent newer value of the same points may have been overwritten",
+                acked - read_at,
+                self.timing.window_s,
             )
-        self._writer.write("\n".join(lines) + "\n")
+        times = sorted(p[4] for p in rows)
+        self._verifier.add(
+            Pending(
+                token,
+                acked + self.timing.window_s,
+                clusters(times),
+                len({p[:5] for p in rows}),
+                "".join(bodies),
+                exact=exact,
+                late_cutoff_ns=late_cutoff_ns,
+            )
+        )
+
+    def _repaired(self, sites_times: list[tuple[str, int]], late_cutoff_ns: int | None) -> None:
+        """Points written again by the verifier mark their windows like any write."""
+        with self._write_lock:
+            self._late(sites_times, late_cutoff_ns)
 
     def read_points(
         self, start_ns, end_ns, *, measurement=None, field=None, site_id=None, device_id=None
@@ -163,35 +174,6 @@ class InfluxStore(RollupMixin):
         )
         return raw_frame(series)
 
-    # -- late windows ----------------------------------------------------------------
-    def late_windows(self, limit: int = 100) -> list[LateWindow]:
-        marks = self._marks(-(2**62), 2**62)
-        live = sorted(
-            ((ws, site, m) for (ws, site), m in marks.items() if self._live(m)),
-            key=lambda item: (-item[0], item[1]),
-        )
-        return [
-            LateWindow(ws, site, int(m["points"]), int(m["last_marked_at"]))
-            for ws, site, m in live[:limit]
-        ]
-
-    def clear_late_windows(self, windows: Sequence[tuple[int, str]], marked_up_to_ns: int) -> int:
-        """Clearing writes only ``cleared_up_to`` into the mark: InfluxDB merges it with
-        the mark's other fields, so a mark touched concurrently (``last_marked_at`` newer
-        than the clear) stays live without any read-modify-write race."""
-        wanted = {(int(ws), check_name(site, "site_id")) for ws, site in windows}
-        if not wanted:
-            return 0
-        marks = self._marks(min(w for w, _ in wanted), max(w for w, _ in wanted))
-        lines = []
-        for ws, site in sorted(wanted):
-            mark = marks.get((ws, site))
-            if mark is not None and self._live(mark) and mark["last_marked_at"] <= marked_up_to_ns:
-                lines.append(f"{LATE},site_id={site} cleared_up_to={int(marked_up_to_ns)}i {ws}")
-        if lines:
-            self._writer.write("\n".join(lines) + "\n")
-        return len(lines)
-
     # -- housekeeping ----------------------------------------------------------------
     def delete_before(self, level: str | None, before_ns: int) -> int:
         measurement = RAW if level is None else f"rollup_{check_level(level)}"
@@ -202,6 +184,8 @@ class InfluxStore(RollupMixin):
             f"WHERE time < {int(before_ns)}{live}"
         )
         n = int(series[0].values[0][1]) if series and series[0].values else 0
+        if level is None:  # old heartbeats go with the raw points
+            self._writer.delete(WRITERS, -(2**62), int(before_ns), {})
         if n and not self._writer.delete(measurement, -(2**62), int(before_ns), {}):
             log.warning(
                 "this server does not delete through the v1 API: %s older than %s is kept; "
@@ -216,8 +200,25 @@ class InfluxStore(RollupMixin):
         self._http.ping()
         self._ensure()
 
+    @property
+    def order_stats(self) -> Stats:
+        """Stream-order bookkeeping: batches verified, points repaired, slow writes."""
+        return self._verifier.stats
+
+    @property
+    def superseded(self) -> int:
+        """Points not written because a newer message's value was already stored."""
+        return self._pre.superseded
+
     def close(self) -> None:
+        """Verify what is still pending (waiting out its window), retire from the
+        registry, close the connections."""
+        self._verifier.close()
+        if self._registry.beat_at is not None:
+            with contextlib.suppress(StoreUnavailable, InfluxRequestError):
+                self._writer.write(self._registry.line(retired=True))
         self._writer.close()
+        self._verify_http.close()
         self._http.close()
 
     def __repr__(self) -> str:

@@ -16,11 +16,15 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from telemetry_core.identifiers import check_name
 from telemetry_core.store.base import StoreUnavailable
 from telemetry_core.store.influx_http import InfluxRequestError, V1Http
+
+_T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +78,7 @@ class V2Writer:
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
 
     # -- errors and retries ----------------------------------------------------------
-    def _call(self, what: str, fn) -> object:
+    def _call(self, what: str, fn: Callable[[], _T]) -> _T:
         from influxdb_client.rest import ApiException
         from urllib3.exceptions import HTTPError
 
@@ -151,7 +155,10 @@ class V2Writer:
         self._call(
             "write",
             lambda: self._write_api.write(
-                bucket=self.bucket, org=self.org, record=body, write_precision=WritePrecision.NS
+                bucket=self.bucket,
+                org=self.org,
+                record=body,
+                write_precision=WritePrecision.NS,  # type: ignore[arg-type]  # a str constant
             ),
         )
 

@@ -57,7 +57,10 @@ def test_layout_as_documented(influx_server, db):
     assert raw[0].tags == {
         "device_id": "meter-1", "field": "power_w", "measurement": "energy", "site_id": "site-a"
     }  # fmt: skip
-    assert raw[0].values == [[T0 + 1, 1.5]]
+    assert raw[0].columns == ["time", "seq", "value"]
+    assert raw[0].values == [[T0 + 1, 0, 1.5]]  # seqs=None: sequence 0, alone: not packed
+    (writers,) = store.query('SELECT * FROM "writers"')
+    assert writers[0].columns == ["time", "id"] and len(writers[0].values[0][1]) == 16
     (rollup,) = store.query('SELECT * FROM "rollup_15m" GROUP BY *')
     row = dict(zip(rollup[0].columns, rollup[0].values[0], strict=True))
     assert row["time"] == T0 and row["count"] == 1 and row["is_work_hours"] == -1

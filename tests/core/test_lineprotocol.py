@@ -177,6 +177,30 @@ def test_points_round_trip(points):
     ]
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(_NAME, _NAME, _NAME, _NAME, _INT, _FLOAT, _INT), min_size=1, max_size=8))
+def test_points_with_sequences_round_trip(rows):
+    points = [r[:6] for r in rows]
+    seqs = [r[6] for r in rows]
+    parsed = [parse_line(line) for line in encode_points(points, seqs=seqs).split("\n")[:-1]]
+    assert parsed == [
+        ("raw", {"device_id": d, "field": f, "measurement": m, "site_id": s},
+         {"value": v, "seq": q}, t)
+        for (m, s, d, f, t, v), q in zip(points, seqs, strict=True)
+    ]  # fmt: skip
+    constant = [parse_line(line) for line in encode_points(points, seqs=7).split("\n")[:-1]]
+    assert all(fields == {"value": v, "seq": 7} for (_, _, fields, _), (*_, v) in
+               zip(constant, points, strict=True))  # fmt: skip
+
+
+def test_non_finite_values_refused_even_inside_a_finite_looking_batch():
+    huge = [("e", "s", "d", "f", i, 1e308) for i in range(3)]  # the sum overflows: exact check
+    assert encode_points(huge).count("value=1e+308") == 3
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(LineProtocolError):
+            encode_points([*huge, ("e", "s", "d", "f", 9, bad)], seqs=[1, 2, 3, 4])
+
+
 # -- what the backends send -----------------------------------------------------------
 
 
@@ -281,19 +305,23 @@ def _v2_store(fake: FakeInflux, monkeypatch, query: str = ""):
 
 def test_influxdb2_write_is_synchronous_line_protocol(fake, monkeypatch):
     store = _v2_store(fake, monkeypatch)
-    assert store.write_points(POINTS).points == 1
-    (write,) = fake.find("/api/v2/write")
+    assert store.write_points(POINTS, seqs=[41]).points == 1
+    heartbeat, write = fake.find("/api/v2/write")  # join the writers registry, then write
+    assert heartbeat[3].decode().startswith('writers id="')
     method, path, headers, body = write
     params = parse_qs(urlsplit(path).query)
     assert method == "POST"
     assert params == {"org": ["acme"], "bucket": ["telemetry"], "precision": ["ns"]}
     assert headers["Authorization"] == "Token s3cret"
-    assert body.decode() == encode_points(POINTS)
-    (query,) = fake.find("/query")
-    form = parse_qs(query[3].decode())
-    assert form["db"] == ["telemetry"] and form["epoch"] == ["ns"]
-    assert query[2]["Authorization"] == "Token s3cret"
-    assert "rolled_up" in form["q"][0]
+    assert body.decode() == encode_points(POINTS, seqs=[41])  # alone: the plain sequence
+    assert body.decode().endswith(f" value=412.5,seq=41i {T0 + 5}\n")
+    queries = [parse_qs(q[3].decode()) for q in fake.find("/query")]
+    assert all(f["db"] == ["telemetry"] and f["epoch"] == ["ns"] for f in queries)
+    assert all(q[2]["Authorization"] == "Token s3cret" for q in fake.find("/query"))
+    statements = [f["q"][0] for f in queries]
+    assert any('FROM "writers"' in q for q in statements)  # who else is writing
+    assert any('last("seq")' in q for q in statements)  # what may be stored already
+    assert "rolled_up" in statements[-1]
     store.close()
 
 
@@ -325,17 +353,19 @@ def test_influxdb2_recent_server_needs_no_dbrp_and_existing_bucket_is_kept(fake,
 
 def test_influxdb2_write_retries_then_surfaces(fake, monkeypatch):
     store = _v2_store(fake, monkeypatch)
+    store.write_points(POINTS)  # joins the writers registry (one more write)
+    base = len(fake.find("/api/v2/write"))
     fake.write_statuses = [503, 503]
     store.write_points(POINTS)  # third attempt succeeds
-    assert len(fake.find("/api/v2/write")) == 3
+    assert len(fake.find("/api/v2/write")) == base + 3
     fake.write_statuses = [503, 503, 503]
     with pytest.raises(StoreUnavailable, match="3 attempts"):
         store.write_points(POINTS)
-    assert len(fake.find("/api/v2/write")) == 6
+    assert len(fake.find("/api/v2/write")) == base + 6
     fake.write_statuses = [400]
     with pytest.raises(InfluxRequestError, match="400"):
         store.write_points(POINTS)
-    assert len(fake.find("/api/v2/write")) == 7  # a client error is not retried
+    assert len(fake.find("/api/v2/write")) == base + 7  # a client error is not retried
     store.close()
 
 
@@ -383,10 +413,11 @@ def test_influxdb_v1_auth_and_errors(fake, monkeypatch):
     show, create, *_ = fake.find("/query")
     assert parse_qs(show[3].decode())["q"] == ["SHOW DATABASES"]
     assert parse_qs(create[3].decode())["q"] == ['CREATE DATABASE "telemetry"']
-    (write,) = fake.find("/write")
+    heartbeat, write = fake.find("/write")
+    assert heartbeat[3].decode().startswith('writers id="')
     assert parse_qs(urlsplit(write[1]).query) == {"db": ["telemetry"], "precision": ["ns"]}
     assert write[2]["Authorization"] == "Basic dXNlcjpwQHNz"  # user:p@ss
-    assert write[3].decode() == encode_points(POINTS)
+    assert write[3].decode() == encode_points(POINTS, seqs=0)
     fake.write_statuses = [500]
     with pytest.raises(StoreUnavailable, match="500"):
         store.write_points(POINTS)

@@ -1,0 +1,202 @@
+"""Last write wins in *stream order* on InfluxDB, a database with no conditional write.
+
+Every raw point carries the JetStream stream sequence of its message in an integer field
+``seq``. A write first learns which of its identities may already be stored and drops the
+points whose stored ``seq`` is higher (a redelivery after a crash); the rest are written
+with whole field sets (``value`` and ``seq``). That read-then-write is not atomic: with
+several writers at once, a lower sequence read before a higher one landed can land after
+it. So while other writers are registered (see :mod:`telemetry_core.store.influx_guard`),
+each batch gets a random token packed into its ``seq`` values, and ``window`` seconds after
+its write a verifier counts the points still carrying that token; a shortfall is checked
+point by point and a point overwritten by a lower sequence is written again. Why this
+closes the race for every write acknowledged within the window, and what is left, is
+argued in docs/influxdb.md ("Stream order").
+
+This module: the ``seq`` packing, the in-call resolution, and the pre-write read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from operator import itemgetter
+
+from telemetry_core.store.base import Point
+from telemetry_core.store.influx_http import Series, quote_ident
+from telemetry_core.store.influx_layout import RAW, tag_filters
+
+Key = tuple[str, str, str, str]
+Query = Callable[[str], list[list[Series]]]
+
+SEQ_BITS = 36  # stream sequences below 2**36 (68.7 billion messages) take a token
+SEQ_LIMIT = 1 << SEQ_BITS
+TOKEN_BITS = 27  # 63 - SEQ_BITS: a packed value stays a negative int64
+NO_SEQ = -1  # a stored point written before sequences were stored loses to any write
+GAP_NS = 5 * 60 * 10**9  # a batch's times split into clusters at gaps wider than this
+AHEAD_NS = 15 * 60 * 10**9  # what the server holds is learnt up to this far past a batch
+STATEMENTS = 200  # InfluxQL statements per request
+_SEQ = quote_ident("seq")
+
+
+def pack(seq: int, token: int) -> int:
+    """``seq`` with a batch token, stored as a negative integer (plain seqs are >= 0)."""
+    return -1 - ((token << SEQ_BITS) | seq)
+
+
+def unpack(stored: int) -> int:
+    """The stream sequence of a stored ``seq`` value, packed or plain."""
+    return stored if stored >= 0 else (-1 - stored) & (SEQ_LIMIT - 1)
+
+
+def token_bounds(token: int) -> tuple[int, int]:
+    """The stored ``seq`` range of one token: a plain InfluxQL range condition."""
+    return pack(SEQ_LIMIT - 1, token), pack(0, token)
+
+
+def resolve(
+    points: Sequence[Point], seqs: Sequence[int] | None
+) -> tuple[Sequence[Point], Sequence[int] | int]:
+    """One call's points with their sequences, so that within the call the highest
+    sequence wins and equal sequences go to the later point. Non-decreasing sequences (the
+    daemon's usual case) need nothing: InfluxDB keeps the last line written for a point.
+    Otherwise (a redelivered older message later in the batch) one point per identity."""
+    if seqs is None:
+        return points, 0
+    if len(seqs) != len(points):
+        raise ValueError(f"{len(seqs)} seqs for {len(points)} points")
+    if all(a <= b for a, b in pairwise(seqs)):
+        return points, seqs
+    best: dict[tuple, int] = {}
+    for i, (p, q) in enumerate(zip(points, seqs, strict=True)):
+        j = best.get(p[:5])
+        if j is None or q >= seqs[j]:
+            best[p[:5]] = i
+    keep = sorted(best.values())
+    return [points[i] for i in keep], [seqs[i] for i in keep]
+
+
+def clusters(times: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted times -> ``[(lo, hi)]`` split at gaps wider than GAP_NS: a query over a
+    batch holding live and day-old points scans two short ranges, not the day between."""
+    out = []
+    lo = prev = times[0]
+    for t in times[1:]:
+        if t - prev > GAP_NS:
+            out.append((lo, prev))
+            lo = t
+        prev = t
+    out.append((lo, prev))
+    return out
+
+
+def series_key(s: Series) -> Key:
+    return (s.tags["measurement"], s.tags["site_id"], s.tags["device_id"], s.tags["field"])
+
+
+def stored_seqs(query: Query, wanted: dict[Key, list[int]]) -> dict[tuple[Key, int], int]:
+    """``(key, time) -> stream seq`` of the stored points among ``wanted`` (series ->
+    times). One statement per series and cluster, all tags equal: the server walks only
+    that series' index entry and range, ~0.1 ms a statement."""
+    statements: list[str] = []
+    keys: list[Key] = []
+    for key, times in wanted.items():
+        m, s, d, f = key
+        where = tag_filters(measurement=m, site_id=s, device_id=d, field=f)
+        for lo, hi in clusters(sorted(times)):
+            statements.append(
+                f"SELECT {_SEQ} FROM {quote_ident(RAW)} WHERE time >= {lo} AND time <= {hi}{where}"
+            )
+            keys.append(key)
+    out: dict[tuple[Key, int], int] = {}
+    for i in range(0, len(statements), STATEMENTS):
+        results = query("; ".join(statements[i : i + STATEMENTS]))
+        for key, found in zip(keys[i : i + STATEMENTS], results, strict=True):
+            for one in found:
+                for t, stored in one.values:
+                    out[(key, t)] = NO_SEQ if stored is None else unpack(stored)
+    return out
+
+
+@dataclass
+class Knowledge:
+    """What the server held when asked at ``at`` (monotonic): per series, the newest
+    stored time within ``[lo, hi]``, plus what this store object wrote since. A point in
+    ``[lo, hi]`` newer than that cannot be stored yet, so it needs no read of its own."""
+
+    lo: int
+    hi: int
+    at: float
+    last: dict[Key, int]
+
+
+class PreWrite:
+    """The read before a write: which points would replace a stored higher sequence."""
+
+    def __init__(self) -> None:
+        self.known: Knowledge | None = None
+        self.superseded = 0  # points dropped because a newer message's value is stored
+
+    def refresh(self, query: Query, rows: Sequence[Point]) -> None:
+        """Learn the newest stored time of every series in the newest cluster of the
+        batch and AHEAD_NS beyond it, in one ``last()`` per series (a small answer)."""
+        times = sorted(map(itemgetter(4), rows))
+        lo, hi = clusters(times)[-1][0], times[-1] + AHEAD_NS
+        at = time.monotonic()
+        (series,) = query(
+            f"SELECT last({_SEQ}) FROM {quote_ident(RAW)} WHERE time >= {lo} "
+            f"AND time <= {hi} GROUP BY *"
+        )
+        self.known = Knowledge(lo, hi, at, {series_key(s): s.values[-1][0] for s in series})
+
+    def needs_refresh(self, rows: Sequence[Point], max_age_s: float | None) -> bool:
+        known = self.known
+        if known is None or max(map(itemgetter(4), rows)) > known.hi:
+            return True
+        return max_age_s is not None and time.monotonic() - known.at > max_age_s
+
+    def admit(
+        self, query: Query, rows: Sequence[Point], seqs: Sequence[int] | int
+    ) -> tuple[Sequence[Point], Sequence[int] | int]:
+        """Drop the points whose identity is stored with a higher sequence."""
+        known = self.known
+        assert known is not None, "refresh() first"
+        lo, hi, get = known.lo, known.hi, known.last.get
+        floor = lo - 1
+        maybe = [
+            i
+            for i, (m, s, d, f, t, _) in enumerate(rows)
+            if not lo <= t <= hi or t <= get((m, s, d, f), floor)
+        ]
+        if not maybe:
+            return rows, seqs  # the streaming case: nothing to read
+        wanted: dict[Key, list[int]] = {}
+        for i in maybe:
+            m, s, d, f, t, _ = rows[i]
+            wanted.setdefault((m, s, d, f), []).append(t)
+        stored = stored_seqs(query, wanted)
+        const = seqs if isinstance(seqs, int) else None
+        drop = set()
+        for i in maybe:
+            m, s, d, f, t, _ = rows[i]
+            have = stored.get(((m, s, d, f), t))
+            if have is not None and have > (const if const is not None else seqs[i]):  # type: ignore[index]
+                drop.add(i)
+        if not drop:
+            return rows, seqs
+        self.superseded += len(drop)
+        keep = [i for i in range(len(rows)) if i not in drop]
+        kept_seqs = seqs if const is not None else [seqs[i] for i in keep]  # type: ignore[index]
+        return [rows[i] for i in keep], kept_seqs
+
+    def wrote(self, rows: Sequence[Point]) -> None:
+        """Our own points are stored now: a later point at or before them needs a read."""
+        if self.known is None:
+            return
+        last = self.known.last
+        get = last.get
+        for m, s, d, f, t, _ in rows:
+            key = (m, s, d, f)
+            if t > get(key, -(2**63)):
+                last[key] = t
