@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request
@@ -26,6 +26,7 @@ from telemetry_core.series import (
     MAX_LIMIT,
     QueryError,
     build_query,
+    parse_range,
     series,
     top,
 )
@@ -87,6 +88,32 @@ class ErrorResponse(BaseModel):
     parameter: str | None = Field(None, description="the bad parameter, when one is to blame")
 
 
+class DeliveryOut(BaseModel):
+    webhook: str
+    event: Literal["firing", "resolved"]
+    attempt: int
+    at: str | None
+    outcome: Literal["delivered", "failed", "pending", "suppressed"]
+    status: int | None
+    error: str | None
+
+
+class AlertOut(BaseModel):
+    alert_id: str
+    rule: str
+    kind: Literal["threshold", "zscore", "silent", "stuck"]
+    severity: Literal["info", "warning", "critical"]
+    state: Literal["firing", "resolved"]
+    measurement: str
+    site_id: str
+    device_id: str
+    field: str
+    value: float | None
+    started_at: str | None
+    resolved_at: str | None
+    deliveries: list[DeliveryOut]
+
+
 class HealthResponse(BaseModel):
     status: Literal["ok", "error"]
     store: dict[str, Any]
@@ -102,8 +129,12 @@ class _Lazy:
     """The store and config, opened on first use (so a bad URL is reported per request,
     and importing the app opens nothing)."""
 
-    def __init__(self, store_url: str | None, config_path: str | None) -> None:
+    def __init__(
+        self, store_url: str | None, config_path: str | None, alerts_db: str | None
+    ) -> None:
         self._store_url, self._config_path = store_url, config_path
+        self._alerts_path = alerts_db
+        self._alerts: Any = None
         self._store: Store | None = None
         self._config: Config | None = None
         self._lock = threading.Lock()
@@ -120,9 +151,20 @@ class _Lazy:
                 self._config = load_config(self._config_path)
             return self._config
 
+    def alerts_db(self) -> Any:
+        from telemetry_core.alerts.db import alerts_db_path, open_alerts_db, sqlite_path
+
+        with self._lock:
+            if self._alerts is None:
+                path = self._alerts_path or alerts_db_path(self._store_url)
+                self._alerts = open_alerts_db(sqlite_path(path))
+            return self._alerts
+
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
+        if self._alerts is not None:
+            self._alerts.close()
 
 
 def _error(status: int, message: str, parameter: str | None) -> JSONResponse:
@@ -136,10 +178,11 @@ def create_app(
     store_url: str | None = None,
     config_path: str | None = None,
     *,
-    alerts: Callable[[], list[dict[str, Any]]] | None = None,
+    alerts_db: str | None = None,
 ) -> FastAPI:
-    """The application. ``alerts`` lists alerts as ``telemetry alerts --format json`` does."""
-    deps = _Lazy(store_url, config_path)
+    """The application. The alerts database is where ``telemetry alerts`` reads it
+    (``alerts_db`` or ``TELEMETRY_ALERTS_DB``, else the store's SQLite file)."""
+    deps = _Lazy(store_url, config_path, alerts_db)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -240,13 +283,25 @@ def create_app(
         )
         return JSONResponse({"by": by, "points": points})
 
-    if alerts is not None:
-        list_alerts = alerts
+    @app.get(
+        "/v1/alerts",
+        summary="Alerts and their delivery attempts",
+        response_class=JSONResponse,
+        responses={200: {"model": list[AlertOut]}, **ERRORS},
+    )
+    def get_alerts(
+        state: Literal["firing", "resolved", "all"] = "all",
+        since: Annotated[
+            str | None, Query(description="alerts that fired or resolved at or after this time")
+        ] = None,
+    ) -> JSONResponse:
+        """As `telemetry alerts --format json`: newest first, each with one delivery entry
+        per attempt (`delivered` | `failed`), a trailing `pending` entry while a delivery is
+        due, or one `suppressed` entry (cooldown)."""
+        from telemetry_core.alerts import list_alerts
 
-        @app.get("/v1/alerts", summary="Alerts and their delivery attempts")
-        def get_alerts() -> list[dict[str, Any]]:
-            """As `telemetry alerts --format json`."""
-            return list_alerts()
+        since_ns = None if since is None else parse_range(since, "now")[0]
+        return JSONResponse(list_alerts(deps.alerts_db(), state=state, since_ns=since_ns))
 
     @app.get(
         "/health",

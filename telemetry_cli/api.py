@@ -56,12 +56,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"telemetry api on http://{host}:{port}  (OpenAPI: /openapi.json, docs: /docs)", flush=True
     )
-    app = create_app(args.store_url, args.config, alerts=_alerts_lister(args))
+    app = create_app(args.store_url, args.config)
     server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, access_log=False))
     server.run(sockets=[sock])
     return 0
-
-
-def _alerts_lister(args: argparse.Namespace):
-    """``/v1/alerts`` once the alerts package is present."""
-    return None

@@ -263,3 +263,47 @@ def test_cli_query_auto_matches_the_api(api: Api):
                                start=iso(start), end=iso(end), scope=scope, site="site-a")  # fmt: skip
         assert status == 200 and body["resolution"] == "15m"
         assert cli_rows == [{k: v for k, v in p.items() if k != "value"} for p in body["points"]]
+
+
+def test_alerts_endpoint_matches_the_cli(api: Api):
+    """An alert fired by the daemon's threshold engine, read back over HTTP and the CLI."""
+    import time as _time
+
+    from telemetry_core.alerts import ThresholdEngine, open_alerts_db
+    from telemetry_core.config import parse_config
+
+    config = parse_config(
+        {
+            "thresholds": [
+                {
+                    "measurement": "energy",
+                    "field": "power_w",
+                    "above": 5000.0,
+                    "severity": "critical",
+                    "name": "api-test-high",
+                }
+            ]
+        }
+    )
+    db = open_alerts_db(store_url=api.store_url)
+    try:
+        now = _time.time_ns()
+        ThresholdEngine(config, db).apply(
+            [("energy", "site-a", "m9", "power_w", now - 10**9, 9000.0)], [1], now
+        )
+    finally:
+        db.close()
+    status, body = api.get("/v1/alerts")
+    assert status == 200
+    fired = [a for a in body if a["rule"] == "api-test-high"]
+    assert len(fired) == 1
+    assert fired[0]["state"] == "firing" and fired[0]["value"] == 9000.0
+    assert fired[0]["kind"] == "threshold" and fired[0]["device_id"] == "m9"
+    env = {**os.environ, "TELEMETRY_STORE_URL": api.store_url}
+    env.pop("TELEMETRY_ALERTS_DB", None)
+    out = subprocess.run([sys.executable, "-m", "telemetry_cli", "alerts", "--format", "json"],
+                         capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == body
+    assert api.get("/v1/alerts", state="resolved")[1] == []
+    assert api.get("/v1/alerts", state="bogus")[0] == 400

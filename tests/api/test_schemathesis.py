@@ -28,7 +28,7 @@ def _pin(case, field: str, start_hour: int, hours: int):
     return case
 
 
-OPERATIONS = ["GET /v1/series", "GET /v1/top", "GET /health"]
+OPERATIONS = ["GET /v1/series", "GET /v1/top", "GET /v1/alerts", "GET /health"]
 
 
 @pytest.mark.parametrize("label", OPERATIONS)
