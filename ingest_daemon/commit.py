@@ -78,6 +78,13 @@ class Committer:
             log.warning("could not acknowledge a stored batch (%s); it will be redelivered", exc)
         self.in_hand.release(batch)
         self._count(batch, entries, written, commit_ns)
+        log.debug(
+            "batch: %d messages, %d points committed in %.1f ms, %d dead letters",
+            len(entries),
+            written.points,
+            written.seconds * 1000,
+            len(rejected),
+        )
 
     async def _alive(self, awaitable: Awaitable[T], entries: list[Entry]) -> T:
         """Await while telling JetStream, every ``keepalive_s``, that these messages are

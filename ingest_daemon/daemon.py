@@ -37,7 +37,7 @@ from ingest_daemon.settings import Settings
 from ingest_daemon.writer import AfterCommit, StoreWriter
 from telemetry_core.config import Config, load_config
 from telemetry_core.decode import Limits
-from telemetry_core.store import Store, open_store
+from telemetry_core.store import Store, open_store, redact_url
 from telemetry_core.subjects import STREAM
 from telemetry_core.timeutil import NS
 
@@ -123,6 +123,7 @@ class Daemon:
                 self.writer.close()
                 return self.exit_code
             self.metrics.nats_connected.set(1)
+            log.debug("connected to NATS at %s", self._server(nc))
             js = nc.jetstream()
             if s.create_streams:
                 await ensure_streams(js)
@@ -223,4 +224,10 @@ class Daemon:
     async def _on_reconnect(self) -> None:
         self.metrics.nats_connected.set(1)
         self.consumer.reconnected()
-        log.info("reconnected to NATS")
+        log.info("reconnected to NATS at %s", self._server(self.nc))
+
+    @staticmethod
+    def _server(nc: Client | None) -> str:
+        """The connected server's URL for a log line (its credentials redacted)."""
+        url = nc.connected_url if nc is not None else None
+        return redact_url(url.geturl()) if url is not None else "?"

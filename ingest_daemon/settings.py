@@ -19,7 +19,9 @@ class SettingsError(ValueError):
     pass
 
 
-SECRET_FIELDS = frozenset({"nats_password", "nats_token"})
+# Never printed: secrets, and the paths of files holding them (a path can name its owner,
+# and an operator reading logs needs only to know that credentials are set).
+SECRET_FIELDS = frozenset({"nats_password", "nats_token", "nats_creds", "tls_key"})
 
 # field name -> environment variable
 ENV = {

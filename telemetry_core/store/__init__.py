@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit
+import re
 
 from telemetry_core.store.base import (
     ROLLUP_LEVELS,
@@ -36,13 +36,22 @@ __all__ = [
 ]
 
 
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^@/\s]*)@")
+_SECRET_PARAM = re.compile(r"(?P<key>[?&](?:token|password|pass|secret|auth)[^=&]*=)[^&,\s]*", re.I)
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password replaced, for logs."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return parts._replace(netloc=netloc).geturl()
-    return url
+    """The URL, or every URL of a comma-separated list, fit for a log line: passwords
+    become ``***`` (the user name stays, it helps), a user part without a password is
+    taken for a token (NATS reads ``nats://TOKEN@host`` so) and hidden whole, and query
+    parameters that look like credentials are hidden too. Parsing is by pattern, not by
+    ``urlsplit``, so a malformed URL is redacted as well, never echoed."""
+
+    def userinfo(m: re.Match[str]) -> str:
+        user, sep, _secret = m["userinfo"].partition(":")
+        return f"{m['scheme']}{user}:***@" if sep else f"{m['scheme']}***@"
+
+    return _SECRET_PARAM.sub(r"\g<key>***", _USERINFO.sub(userinfo, url))
 
 
 def open_store(url: str | None = None) -> Store:
