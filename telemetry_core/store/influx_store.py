@@ -99,12 +99,14 @@ class InfluxStore(LateMixin, RollupMixin):
         check_finite(rows)
         self._ensure()
         with self._write_lock:
-            self._write_ordered(rows, row_seqs, late_cutoff_ns)
-        return WriteResult(len(points), self._late([(p[1], p[4]) for p in rows], late_cutoff_ns))
+            written = self._write_ordered(rows, row_seqs, late_cutoff_ns)
+            late = self._late([(p[1], p[4]) for p in written], late_cutoff_ns)
+        return WriteResult(len(points), late)
 
     def _write_ordered(
         self, rows: Sequence[Point], seqs: Sequence[int] | int, late_cutoff_ns: int | None
-    ) -> None:
+    ) -> Sequence[Point]:
+        """Read, write, and queue the check; returns the points written."""
         registry, pre = self._registry, self._pre
         beat = registry.begin(self.query, self._writer.write)
         alone = registry.alone
@@ -112,7 +114,7 @@ class InfluxStore(LateMixin, RollupMixin):
             pre.refresh(self.query, rows)
         rows, seqs = pre.admit(self.query, rows, seqs)
         if not rows:
-            return
+            return rows
         read_at = pre.known.at if pre.known is not None else time.monotonic()
         token, exact, stored_seqs = 0, False, seqs
         if not alone:
@@ -135,7 +137,7 @@ class InfluxStore(LateMixin, RollupMixin):
         acked = time.monotonic()
         pre.wrote(rows)
         if alone:
-            return
+            return rows
         if acked - read_at > self.timing.window_s:
             self._verifier.stats.slow_writes += 1
             log.warning(
@@ -156,6 +158,7 @@ class InfluxStore(LateMixin, RollupMixin):
                 late_cutoff_ns=late_cutoff_ns,
             )
         )
+        return rows
 
     def _repaired(self, sites_times: list[tuple[str, int]], late_cutoff_ns: int | None) -> None:
         """Points written again by the verifier mark their windows like any write."""
