@@ -21,11 +21,16 @@ import dagster as dg
 
 from telemetry_assets.assets import build_raw_points, build_rollup_assets
 from telemetry_assets.checks import build_checks
-from telemetry_assets.jobs import rollup_1h_job, rollup_15m_job
+from telemetry_assets.jobs import alert_job, anomaly_job, rollup_1h_job, rollup_15m_job
 from telemetry_assets.partitions import build_partitions
 from telemetry_assets.resources import TelemetryStore, store_kind
 from telemetry_assets.schedules import build_rollup_15m_schedule
-from telemetry_assets.sensors import build_late_data_sensor, rollup_1h_follow_sensor
+from telemetry_assets.sensors import (
+    build_alert_sensor,
+    build_anomaly_sensor,
+    build_late_data_sensor,
+    rollup_1h_follow_sensor,
+)
 from telemetry_core.config import Config, load_config
 
 
@@ -39,9 +44,14 @@ def build_defs(config: Config | None = None, *, store_url: str | None = None) ->
     return dg.Definitions(
         assets=[build_raw_points(kind), *rollups],
         asset_checks=build_checks(rollups),
-        jobs=[rollup_15m_job, rollup_1h_job],
+        jobs=[rollup_15m_job, rollup_1h_job, anomaly_job, alert_job],
         schedules=[build_rollup_15m_schedule(config.rollups)],
-        sensors=[build_late_data_sensor(config.rollups.start_ns), rollup_1h_follow_sensor],
+        sensors=[
+            build_late_data_sensor(config.rollups.start_ns),
+            rollup_1h_follow_sensor,
+            build_anomaly_sensor(config),
+            build_alert_sensor(config),
+        ],
         resources={"store": TelemetryStore()},
         executor=dg.in_process_executor,
     )

@@ -48,11 +48,15 @@ def test_snapshot(defs):
     assert sorted(k.to_user_string() for k in graph.get_all_asset_keys()) == ASSETS
     assert sorted(c.to_user_string() for c in graph.asset_check_keys) == CHECKS
     assert sorted(n for n in repo.job_names if not n.startswith("__")) == [
+        "alert_job",
+        "anomaly_job",
         "rollup_15m_job",
         "rollup_1h_job",
     ]
     assert sorted(s.name for s in repo.schedule_defs) == ["rollup_15m_schedule"]
     assert sorted(s.name for s in repo.sensor_defs) == [
+        "alert_sensor",
+        "anomaly_sensor",
         "late_data_sensor",
         "rollup_1h_follow_sensor",
     ]
