@@ -44,6 +44,12 @@ from telemetry_core.timeutil import NS
 log = logging.getLogger("ingest_daemon")
 
 
+def keepalive_interval(ack_wait_s: float) -> float:
+    """How often a batch waiting for the store tells JetStream it is in progress: three
+    times per ``ack_wait``, so one lost or late signal still leaves no gap."""
+    return max(0.2, ack_wait_s / 3)
+
+
 class Daemon:
     def __init__(
         self,
@@ -128,13 +134,15 @@ class Daemon:
             if s.create_streams:
                 await ensure_streams(js)
             max_ack_pending = max(20_000, 2 * self.in_hand.max_msgs)
-            await ensure_consumer(js, s.durable, max_ack_pending=max_ack_pending)
+            ack_wait = await ensure_consumer(
+                js, s.durable, max_ack_pending=max_ack_pending, ack_wait_s=s.ack_wait_s
+            )
             self.committer = Committer(
                 self.writer,
                 DeadLetters(js, self.writer.abandon),
                 self.metrics,
                 self.in_hand,
-                keepalive_s=10.0,
+                keepalive_s=keepalive_interval(ack_wait),
                 on_commit=self._on_commit,
             )
             await self.consumer.subscribe(nc)

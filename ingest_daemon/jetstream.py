@@ -55,24 +55,42 @@ async def ensure_streams(js) -> None:
             )
 
 
-async def ensure_consumer(js, durable: str, max_ack_pending: int) -> None:
+async def ensure_consumer(
+    js, durable: str, max_ack_pending: int, ack_wait_s: float = 30.0
+) -> float:
+    """Create the shared durable consumer when missing; return its ``ack_wait`` in seconds.
+
+    An existing consumer is used as it is (other daemons share it): when its ``ack_wait``
+    differs from ours, theirs is the one JetStream applies, so it is returned (the
+    keep-alive interval follows it) and the difference is logged."""
     config = api.ConsumerConfig(
         durable_name=durable,
         ack_policy=api.AckPolicy.EXPLICIT,
         deliver_policy=api.DeliverPolicy.ALL,
-        ack_wait=30,
+        ack_wait=ack_wait_s,
         max_ack_pending=max_ack_pending,
         filter_subject="iot.>",
         max_waiting=512,
     )
     try:
-        await js.consumer_info(STREAM, durable)
+        info = await js.consumer_info(STREAM, durable)
     except NotFoundError:
         try:
-            await js.add_consumer(STREAM, config)
+            info = await js.add_consumer(STREAM, config)
             log.info("created durable consumer %s on %s", durable, STREAM)
         except BadRequestError:
-            await js.consumer_info(STREAM, durable)  # created concurrently by another daemon
+            info = await js.consumer_info(STREAM, durable)  # created concurrently
+    actual = float(info.config.ack_wait or ack_wait_s)
+    if abs(actual - ack_wait_s) > 0.001:
+        log.warning(
+            "durable consumer %s has ack_wait %.1fs, not TELEMETRY_ACK_WAIT_S=%.1fs: using %.1fs"
+            " (delete the consumer to change it)",
+            durable,
+            actual,
+            ack_wait_s,
+            actual,
+        )
+    return actual
 
 
 class AckInfo(NamedTuple):

@@ -41,6 +41,7 @@ ENV = {
     "http_host": "TELEMETRY_HTTP_HOST",
     "http_port": "TELEMETRY_HTTP_PORT",
     "max_deliver": "TELEMETRY_MAX_DELIVER",
+    "ack_wait_s": "TELEMETRY_ACK_WAIT_S",
     "max_payload_bytes": "TELEMETRY_MAX_PAYLOAD_BYTES",
     "shutdown_timeout_s": "TELEMETRY_SHUTDOWN_TIMEOUT_S",
     "log_level": "TELEMETRY_LOG_LEVEL",
@@ -65,6 +66,10 @@ class Settings:
     http_host: str = "127.0.0.1"
     http_port: int = 9464  # /health and /metrics; 0 picks a free port, -1 disables
     max_deliver: int = 20  # deliveries before a message is dead-lettered as a poison message
+    # JetStream redelivers a message not acknowledged within this long (set when the daemon
+    # creates the durable consumer); batches waiting for the store say "in progress" every
+    # third of it, so a store outage of any length causes no redelivery.
+    ack_wait_s: float = 30.0
     max_payload_bytes: int = 1024 * 1024
     shutdown_timeout_s: float = 15.0
     log_level: str = "INFO"
@@ -79,6 +84,8 @@ class Settings:
             raise SettingsError(f"HTTP port {self.http_port} is out of range")
         if self.max_deliver < 2:
             raise SettingsError("max deliver must be at least 2")
+        if not 1 <= self.ack_wait_s <= 3600:
+            raise SettingsError("TELEMETRY_ACK_WAIT_S must be between 1 and 3600 seconds")
         if self.nats_user and not self.nats_password:
             raise SettingsError("TELEMETRY_NATS_USER is set but TELEMETRY_NATS_PASSWORD is not")
         if bool(self.tls_cert) != bool(self.tls_key):

@@ -76,12 +76,16 @@ def test_store_outage_holds_acks_then_recovers(nats_server, daemons, sqlite_url)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
         asyncio.run(publish_all(nats_server.url, rest))
-        time.sleep(1.0)
-        before = asyncio.run(consumer_state(nats_server.url))
-        wait_until(lambda: daemon.health()["store"]["up"] is False, 20, "store reported down")
+        wait_until(lambda: daemon.health()["store"]["up"] is False, 30, "store reported down")
         assert daemon.health()["status"] == "degraded"
         assert daemon.metric("telemetry_ingest_store_up") == 0
-        time.sleep(2.0)
+        before = asyncio.run(consumer_state(nats_server.url))
+        errors = daemon.metric("telemetry_ingest_store_errors_total")
+        wait_until(
+            lambda: daemon.metric("telemetry_ingest_store_errors_total") >= errors + 2,
+            60,
+            "two more failed write attempts",
+        )
         during = asyncio.run(consumer_state(nats_server.url))
         assert during["ack_floor"] == before["ack_floor"], (
             "nothing acknowledged while the store is down"
@@ -138,9 +142,7 @@ def test_sigterm_finishes_the_batch_and_exits_zero(nats_server, daemons, sqlite_
     wait_until(
         lambda: asyncio.run(consumer_state(nats_server.url))["pending"] == 0, 30, "all delivered"
     )
-    started = time.monotonic()
-    assert daemon.stop() == 0
-    assert time.monotonic() - started < 10
+    assert daemon.stop() == 0, "exited on SIGTERM by itself (a kill would be -9)"
     # Everything was in hand (uncommitted, 2 s batch delay): committed and acked before exit.
     state = asyncio.run(consumer_state(nats_server.url))
     assert stored_totals(sqlite_url)[0] == points

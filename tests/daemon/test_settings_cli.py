@@ -29,6 +29,8 @@ def test_environment_then_flags():
         ({"TELEMETRY_NATS_CREDS": "/nope/x.creds"}, "does not exist"),
         ({"TELEMETRY_NATS_TLS_CERT": "/etc/hostname"}, "together"),
         ({"TELEMETRY_LOG_LEVEL": "LOUD"}, "log level"),
+        ({"TELEMETRY_ACK_WAIT_S": "0.5"}, "TELEMETRY_ACK_WAIT_S must be between"),
+        ({"TELEMETRY_ACK_WAIT_S": "soon"}, "is not a number"),
     ],
 )
 def test_bad_settings(env, message):

@@ -39,7 +39,6 @@ def test_refused_readings_are_dead_lettered_and_the_rest_stored(nats_server, tmp
         daemon = Daemon(Settings(nats_url=nats_server.url, http_port=-1), store=store)
         stop = asyncio.Event()
         task = asyncio.create_task(daemon.run(stop))
-        await asyncio.sleep(0.5)
         await publish_all(nats_server.url, msgs)
         deadline = time.monotonic() + 30
         while daemon.metrics.messages.labels("dead_lettered")._value.get() < 2:
