@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 
 from telemetry_core.identifiers import check_name
-from telemetry_core.store.base import ALL, LateWindow
+from telemetry_core.store.base import ALL, LateWindow, Point
 from telemetry_core.store.influx_http import quote_ident
 from telemetry_core.store.influx_layout import LATE, ROLLED_UP, Writer
 from telemetry_core.windows import WINDOW_15M_NS
@@ -23,16 +24,16 @@ class LateMixin:
     query: Callable[[str], list]  # provided by InfluxStore
 
     def _late(
-        self, sites_times: Sequence[tuple[str, int]], late_cutoff_ns: int | None
+        self, points: Sequence[Point], late_cutoff_ns: int | None
     ) -> tuple[tuple[int, str], ...]:
         """Mark the windows of written points that are late: ended at or before the
         cut-off, or already rolled up. Checked after the write: a rollup recorded before
         this check is seen here, one that starts later reads these points; one running
         meanwhile is covered by late_cutoff_ns (its window has ended), as with SQLite."""
-        if not sites_times:
+        if not points:
             return ()
-        lo = min(t for _, t in sites_times)
-        hi = max(t for _, t in sites_times)
+        times = list(map(itemgetter(4), points))
+        lo, hi = min(times), max(times)
         done = self._rolled_up_15m(lo - lo % WINDOW_15M_NS, hi - hi % WINDOW_15M_NS)
         cut = (
             late_cutoff_ns is not None and lo - lo % WINDOW_15M_NS + WINDOW_15M_NS <= late_cutoff_ns
@@ -41,8 +42,9 @@ class LateMixin:
             return ()  # the common case: no per-point bookkeeping
         counts: dict[tuple[int, str], int] = {}
         get = counts.get
-        for s, t in sites_times:
-            wk = (t - t % WINDOW_15M_NS, s)
+        for p in points:
+            t = p[4]
+            wk = (t - t % WINDOW_15M_NS, p[1])
             counts[wk] = get(wk, 0) + 1
         late = sorted(
             wk

@@ -20,8 +20,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
-from operator import itemgetter
+from itertools import islice
+from operator import itemgetter, le
 
 from telemetry_core.store.base import Point
 from telemetry_core.store.influx_http import Series, quote_ident
@@ -38,6 +38,8 @@ GAP_NS = 5 * 60 * 10**9  # a batch's times split into clusters at gaps wider tha
 AHEAD_NS = 15 * 60 * 10**9  # what the server holds is learnt up to this far past a batch
 STATEMENTS = 200  # InfluxQL statements per request
 _SEQ = quote_ident("seq")
+_KEY = itemgetter(0, 1, 2, 3)
+_TIME = itemgetter(4)
 
 
 def pack(seq: int, token: int) -> int:
@@ -66,7 +68,7 @@ def resolve(
         return points, 0
     if len(seqs) != len(points):
         raise ValueError(f"{len(seqs)} seqs for {len(points)} points")
-    if all(a <= b for a, b in pairwise(seqs)):
+    if all(map(le, seqs, islice(seqs, 1, None))):
         return points, seqs
     best: dict[tuple, int] = {}
     for i, (p, q) in enumerate(zip(points, seqs, strict=True)):
@@ -166,8 +168,8 @@ class PreWrite:
         floor = lo - 1
         maybe = [
             i
-            for i, (m, s, d, f, t, _) in enumerate(rows)
-            if not lo <= t <= hi or t <= get((m, s, d, f), floor)
+            for i, (k, t) in enumerate(zip(map(_KEY, rows), map(_TIME, rows), strict=True))
+            if not lo <= t <= hi or t <= get(k, floor)
         ]
         if not maybe:
             return rows, seqs  # the streaming case: nothing to read
@@ -196,7 +198,6 @@ class PreWrite:
             return
         last = self.known.last
         get = last.get
-        for m, s, d, f, t, _ in rows:
-            key = (m, s, d, f)
+        for key, t in zip(map(_KEY, rows), map(_TIME, rows), strict=True):
             if t > get(key, -(2**63)):
                 last[key] = t

@@ -100,7 +100,7 @@ class InfluxStore(LateMixin, RollupMixin):
         self._ensure()
         with self._write_lock:
             written = self._write_ordered(rows, row_seqs, late_cutoff_ns)
-            late = self._late([(p[1], p[4]) for p in written], late_cutoff_ns)
+            late = self._late(written, late_cutoff_ns)
         return WriteResult(len(points), late)
 
     def _write_ordered(
@@ -163,7 +163,7 @@ class InfluxStore(LateMixin, RollupMixin):
     def _repaired(self, sites_times: list[tuple[str, int]], late_cutoff_ns: int | None) -> None:
         """Points written again by the verifier mark their windows like any write."""
         with self._write_lock:
-            self._late(sites_times, late_cutoff_ns)
+            self._late([("", s, "", "", t, 0.0) for s, t in sites_times], late_cutoff_ns)
 
     def read_points(
         self, start_ns, end_ns, *, measurement=None, field=None, site_id=None, device_id=None
