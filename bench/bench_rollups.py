@@ -133,7 +133,7 @@ def dagster_backfill(folder: Path, store_url: str, days: int) -> float:
         partition_ranges,
         summarize,
     )
-    from telemetry_cli.dagster_local import graphql, start_dagster, wait_ready
+    from telemetry_cli.dagster_local import graphql, start_dagster, stop_dagster, wait_ready
     from tests.conftest import free_port
 
     (folder / "telemetry.toml").write_text(config_toml())
@@ -184,11 +184,7 @@ def dagster_backfill(folder: Path, store_url: str, days: int) -> float:
         print(f"  daemon marked the backfill {status} after {wall:.1f}s")
         return data_done or wall
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except Exception:
-            proc.kill()
+        stop_dagster(proc)
 
 
 def big_window(folder: Path, config: Config, values: int) -> None:

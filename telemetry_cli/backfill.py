@@ -173,7 +173,8 @@ def _call(url: str, query: str, variables: dict) -> dict:
             "`dagster dev` or `telemetry demo`, or set --url / TELEMETRY_DAGSTER_URL"
         ) from None
     except (RuntimeError, ValueError) as exc:
-        raise CliError(f"the Dagster webserver at {url} refused the request: {exc}") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CliError(f"the Dagster webserver at {url} refused the request: {first}") from None
 
 
 def first_partition(url: str) -> int:

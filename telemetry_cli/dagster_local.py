@@ -77,11 +77,23 @@ def start_dagster(
     write_instance(home)
     run_env = {**os.environ, **env, "DAGSTER_HOME": str(home)}
     cmd = [*dagster_command(), "dev", "-m", module, "-h", "127.0.0.1", "-p", str(port)]
+    # Its own session (so its own process group): stop_dagster signals the whole tree, and
+    # a Ctrl-C in the demo's terminal does not hit its children behind the demo's back.
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
-            return subprocess.Popen(cmd, env=run_env, stdout=log, stderr=subprocess.STDOUT)
-    return subprocess.Popen(cmd, env=run_env)
+            return subprocess.Popen(
+                cmd, env=run_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+    return subprocess.Popen(cmd, env=run_env, start_new_session=True)
+
+
+def stop_dagster(proc: subprocess.Popen | None, timeout: float = 20.0) -> int | None:
+    """Stop ``dagster dev`` and every process it started (webserver, daemon, code servers,
+    run workers): SIGTERM to its process group, SIGKILL to what is left after ``timeout``."""
+    from telemetry_cli.services import stop_process_group
+
+    return stop_process_group(proc, timeout)
 
 
 def graphql(url: str, query: str, variables: dict | None = None, timeout: float = 30.0) -> dict:
@@ -90,11 +102,28 @@ def graphql(url: str, query: str, variables: dict | None = None, timeout: float 
     request = urllib.request.Request(
         url.rstrip("/") + "/graphql", data=body, headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        payload = json.loads(response.read())
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            payload = json.loads(response.read())
+    except urllib.error.HTTPError as exc:  # it answered, with an error: not "unreachable"
+        payload = _error_payload(exc)
     if payload.get("errors"):
         raise RuntimeError("; ".join(e.get("message", str(e)) for e in payload["errors"]))
     return payload["data"]
+
+
+def _error_payload(exc: urllib.error.HTTPError) -> dict:
+    """GraphQL errors from an HTTP error answer (Dagster answers some refusals, e.g. an
+    unknown asset key, with status 500 and a GraphQL error body)."""
+    body = exc.read().decode(errors="replace").strip()
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict) and payload.get("errors"):
+        return payload
+    detail = body.splitlines()[0] if body else exc.reason
+    raise RuntimeError(f"HTTP {exc.code}: {detail}") from None
 
 
 def is_ready(url: str) -> bool:

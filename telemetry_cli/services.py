@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -113,3 +116,71 @@ def stop_process(proc: subprocess.Popen | None, timeout: float = 15.0) -> int | 
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+def _group_members(pgid: int) -> list[int] | None:
+    """Live (non-zombie) processes of process group ``pgid``, from /proc; None where there
+    is no /proc."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    members = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # exited meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == pgid and state not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group still runs (zombies waiting to be reaped do not)."""
+    members = _group_members(pgid)
+    if members is not None:
+        return bool(members)
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
+        os.killpg(pgid, sig)
+
+
+def _wait_group(proc: subprocess.Popen, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        proc.poll()  # reap the leader, so it does not linger as a zombie
+        if not group_alive(proc.pid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
+def stop_process_group(proc: subprocess.Popen | None, timeout: float = 20.0) -> int | None:
+    """Stop a process started with ``start_new_session=True`` *and everything it started*.
+
+    SIGTERM goes to the whole process group (a tool like ``dagster dev`` has children — a
+    webserver, a daemon, code servers — and signalling only the parent can leave them
+    running, holding their ports); whatever is left after ``timeout`` gets SIGKILL (the
+    code server ignores SIGTERM). Returns the leader's exit code.
+    """
+    if proc is None:
+        return None
+    pgid = proc.pid  # a session leader's pid is its group id
+    _signal_group(pgid, signal.SIGTERM)
+    if not _wait_group(proc, timeout):
+        _signal_group(pgid, signal.SIGKILL)
+        if not _wait_group(proc, 10.0):
+            raise RuntimeError(f"process group {pgid} survived SIGKILL")
+    return proc.wait()

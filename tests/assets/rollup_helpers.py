@@ -56,6 +56,18 @@ def run_job(
     return result
 
 
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    """The messages of the run's failed steps and their causes: a failure test asserts
+    *why* it failed, not only that it did."""
+    messages = []
+    for event in result.all_events:
+        error = event.step_failure_data.error if event.is_step_failure else None
+        while error is not None:
+            messages.append(error.message)
+            error = error.cause
+    return "\n".join(messages)
+
+
 def run_all(defs, instance, *, q_start, q_end, h_start, h_end, tags=None) -> None:
     """Every rollup level over a range: quarters first, then hours (as a backfill does)."""
     run_job(defs, "rollup_15m_job", instance, start=q_start, end=q_end, tags=tags)

@@ -10,9 +10,19 @@ import time
 
 import pytest
 
-from telemetry_cli.dagster_local import graphql, start_dagster, wait_ready
+from telemetry_cli.dagster_local import graphql, start_dagster, stop_dagster, wait_ready
 from telemetry_core.config import load_config
 from telemetry_core.store import open_store
+from tests.assets.backfill_cases import (
+    DAY2,
+    DAY3,
+    DAY4,
+    HOUR_NS,
+    REFUSAL,
+    prepare_late_data_case,
+    prepare_refusing_store_case,
+    prepare_site_scope_case,
+)
 from tests.assets.rollup_helpers import (
     CONFIG_TOML,
     LEVELS,
@@ -29,76 +39,6 @@ START = ns("2026-11-20T06:00:00Z")
 HOURS = 2
 
 
-DAY2 = ns("2026-11-21T06:00:00Z")  # the site-scoped backfill's hour
-
-
-def prepare_site_scope_case(env: dict[str, str], store) -> list[tuple]:
-    """Day 2: roll up one hour in process, then change both sites' raw values; returns
-    site-b's rows, which the site-scoped backfill must leave exactly as they are."""
-    import dagster as dg
-
-    from telemetry_assets.definitions import build_defs
-
-    store.write_points(fleet_points(DAY2, 1, seed=1))
-    with pytest.MonkeyPatch.context() as mp, dg.DagsterInstance.ephemeral() as instance:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        result = (
-            build_defs()
-            .resolve_job_def("rollup_15m_job")
-            .execute_in_process(
-                instance=instance,
-                tags={
-                    "dagster/asset_partition_range_start": "2026-11-21-06:00",
-                    "dagster/asset_partition_range_end": "2026-11-21-06:45",
-                },
-            )
-        )
-        assert result.success
-    before_b = store.read_rollups("15m", DAY2, DAY2 + 3600 * 10**9, site_id="site-b").rows()
-    assert before_b
-    store.write_points(fleet_points(DAY2, 1, seed=2))  # new values for both sites
-    # Those writes marked the windows late; the running late-data sensor would rightly
-    # recompute every site. Clear the marks: this case is about the --site scope.
-    marks = store.late_windows(1000)
-    store.clear_late_windows([(m.window_start, m.site_id) for m in marks], 2**62)
-    return before_b
-
-
-DAY3 = ns("2026-11-19T06:00:00Z")  # the late-data case's hour
-LATE_POINT = ("energy", "site-a", "m1", "power_w", ns("2026-11-19T06:20:00Z"), 12345.0)
-
-
-def prepare_late_data_case(env: dict[str, str], store) -> None:
-    """Day 3: an hour rolled up at every level, then a late point lands in 06:15."""
-    import dagster as dg
-
-    from telemetry_assets.definitions import build_defs
-
-    store.write_points(fleet_points(DAY3, 1, seed=3))
-    with pytest.MonkeyPatch.context() as mp, dg.DagsterInstance.ephemeral() as instance:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        for job, start, end in (
-            ("rollup_15m_job", "2026-11-19-06:00", "2026-11-19-06:45"),
-            ("rollup_1h_job", "2026-11-19-06:00", "2026-11-19-06:00"),
-        ):
-            assert (
-                build_defs()
-                .resolve_job_def(job)
-                .execute_in_process(
-                    instance=instance,
-                    tags={
-                        "dagster/asset_partition_range_start": start,
-                        "dagster/asset_partition_range_end": end,
-                    },
-                )
-                .success
-            )
-    result = store.write_points([LATE_POINT])
-    assert result.late_windows == ((ns("2026-11-19T06:15:00Z"), "site-a"),)
-
-
 @pytest.fixture(scope="module")
 def dagster_dev(tmp_path_factory):
     folder = tmp_path_factory.mktemp("e2e")
@@ -111,6 +51,8 @@ def dagster_dev(tmp_path_factory):
     store.write_points(fleet_points(START, HOURS))
     before_b = prepare_site_scope_case(env, store)
     prepare_late_data_case(env, store)  # the daemon's late-data sensor picks it up
+    prepare_refusing_store_case(env, store)
+    failing = None
     port = free_port()
     log = folder / "dagster.log"
     proc = start_dagster(folder / "dagster_home", port, env, log_path=log)
@@ -132,7 +74,15 @@ def dagster_dev(tmp_path_factory):
         )  # fmt: skip
         assert scoped.returncode == 0, scoped.stderr
         scoped_id = scoped.stdout.split()[1].rstrip(":")
+        # Followed to its end by the CLI while the other tests run (same daemon passes).
+        failing = subprocess.Popen(
+            [sys.executable, "-m", "telemetry_cli", "backfill",
+             "--start", "2026-11-18T06:00:00Z", "--end", "2026-11-18T07:00:00Z",
+             "--assets", "rollup_15m", "--url", url, "--poll", "1"],
+            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
         yield {
+            "failing": failing,
             "url": url,
             "env": env,
             "store": store,
@@ -141,12 +91,10 @@ def dagster_dev(tmp_path_factory):
             "before_b": before_b,
         }
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if failing is not None and failing.poll() is None:
+            failing.kill()
+            failing.communicate()
+        stop_dagster(proc)
         store.close()
 
 
@@ -177,29 +125,27 @@ def test_backfill_through_dagster_dev(dagster_dev):
         assert_rows_close(store.read_rollups(level, *day1), want[level])
     print(f"backfill took {time.monotonic() - t0:.1f}s")
 
-    # The backfill is the real thing: the instance knows it and its runs.
-    data = graphql(
-        url,
-        "query { partitionBackfillsOrError(limit: 5) { __typename "
-        "... on PartitionBackfills { results { id status } } } }",
-    )
-    results = data["partitionBackfillsOrError"]["results"]
-    assert {r["status"] for r in results} <= {"REQUESTED", "COMPLETED", "COMPLETED_SUCCESS"}
-    assert len(results) == 2  # this one and the site-scoped one
+    # The backfill is the real thing: the instance knows it, and the daemon marks it
+    # COMPLETED_SUCCESS at a later pass (up to 30 s after the data is complete).
+    backfill_id = out.stdout.split()[1].rstrip(":")
+    assert wait_for_status(url, backfill_id) == "COMPLETED_SUCCESS"
+
+
+def wait_for_status(url: str, backfill_id: str, timeout: float = 150) -> str:
+    """The backfill's status once it left REQUESTED (or REQUESTED at the deadline)."""
+    from telemetry_cli.backfill import PROGRESS
+
+    deadline = time.monotonic() + timeout
+    while True:
+        data = graphql(url, PROGRESS, {"id": backfill_id})["partitionBackfillOrError"]
+        if data["status"] != "REQUESTED" or time.monotonic() > deadline:
+            return data["status"]
+        time.sleep(1)
 
 
 def test_site_scoped_backfill_rewrites_only_that_site(dagster_dev):
-    from telemetry_cli.backfill import PROGRESS
-
     url, env, store = dagster_dev["url"], dagster_dev["env"], dagster_dev["store"]
-    deadline = time.monotonic() + 120
-    while True:
-        data = graphql(url, PROGRESS, {"id": dagster_dev["scoped_id"]})
-        status = data["partitionBackfillOrError"]["status"]
-        if status not in ("REQUESTED",) or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert status in ("COMPLETED", "COMPLETED_SUCCESS")
+    assert wait_for_status(url, dagster_dev["scoped_id"]) == "COMPLETED_SUCCESS"
     hour = (DAY2, DAY2 + 3600 * 10**9)
     assert store.read_rollups("15m", *hour, site_id="site-b").rows() == dagster_dev["before_b"]
     want = recompute(store, *hour, load_config(env["TELEMETRY_CONFIG"]))["15m"]
@@ -209,14 +155,75 @@ def test_site_scoped_backfill_rewrites_only_that_site(dagster_dev):
     )
 
 
-def test_unknown_asset_and_bad_range_are_one_line_errors(dagster_dev):
+def test_bad_range_is_a_one_line_error(dagster_dev):
     url, env = dagster_dev["url"], dagster_dev["env"]
     out = telemetry(
         "backfill", "--start", "2025-01-01", "--end", "2025-02-01", "--url", url, env=env
     )
     assert out.returncode == 2
-    assert out.stderr.count("\n") == 1 and "first partition" in out.stderr
+    assert out.stderr.count("\n") == 1 and "first partition (2026-01-01T00:00:00Z)" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_unknown_asset_is_refused_in_one_line(dagster_dev, monkeypatch, capsys):
+    url, env = dagster_dev["url"], dagster_dev["env"]
+    # the CLI knows the assets (from ROLLUP_SPECS) and refuses others before calling Dagster
+    out = telemetry(
+        "backfill", "--start", "2026-11-20T06:00:00Z", "--end", "2026-11-20T07:00:00Z",
+        "--assets", "rollup_5m", "--url", url, env=env,
+    )  # fmt: skip
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "invalid choice: 'rollup_5m'" in out.stderr and "rollup_15m" in out.stderr
+    # a CLI whose spec has a level this webserver's code location lacks (version skew):
+    # Dagster itself refuses the unknown asset, still one line, nothing launched
+    from telemetry_cli import backfill
+    from telemetry_cli.main import main
+
+    grains = {**backfill.asset_grains(), "rollup_5m": "15m"}
+    monkeypatch.setattr(backfill, "asset_grains", lambda: grains)
+    before = graphql(url, BACKFILL_IDS)["partitionBackfillsOrError"]["results"]
+    code = main(
+        ["backfill", "--start", "2026-11-20T06:00:00Z", "--end", "2026-11-20T07:00:00Z",
+         "--assets", "rollup_5m", "--url", url, "--no-wait"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "rollup_5m" in err and "Traceback" not in err
+    assert graphql(url, BACKFILL_IDS)["partitionBackfillsOrError"]["results"] == before
+
+
+BACKFILL_IDS = "query { partitionBackfillsOrError(limit: 20) { ... on PartitionBackfills { results { id } } } }"
+
+
+def test_a_failed_backfill_exits_1(dagster_dev):
+    """The store refuses the hour's rows: the run fails, Dagster marks the backfill failed,
+    and `telemetry backfill` (which followed it) exits 1 with one line on stderr."""
+    url, store = dagster_dev["url"], dagster_dev["store"]
+    failing = dagster_dev["failing"]
+    out, err = failing.communicate(timeout=300)
+    assert failing.returncode == 1, out + err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    backfill_id = out.split()[1].rstrip(":")
+    assert f"backfill {backfill_id} completed_failed" in err or "failed" in err.lower()
+    assert wait_for_status(url, backfill_id) in ("COMPLETED_FAILED", "FAILED")
+    runs = graphql(
+        url,
+        "query($id: String!) { partitionBackfillOrError(backfillId: $id) { "
+        "... on PartitionBackfill { runs { runId status } } } }",
+        {"id": backfill_id},
+    )["partitionBackfillOrError"]["runs"]
+    assert [r["status"] for r in runs] == ["FAILURE"]
+    events = graphql(url, RUN_FAILURES, {"id": runs[0]["runId"]})["logsForRun"]["events"]
+    errors = [e["error"] for e in events if e.get("error")]
+    messages = [m["message"] for e in errors for m in (e, *e["causes"])]
+    assert any(REFUSAL in m for m in messages), messages  # failed because the store refused
+    assert store.read_rollups("15m", DAY4, DAY4 + HOUR_NS).height == 0
+
+
+RUN_FAILURES = """
+query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events {
+  __typename ... on ExecutionStepFailureEvent { error { message causes { message } } } } } } }
+"""
 
 
 def test_late_data_sensor_rematerialises_in_the_daemon(dagster_dev):

@@ -11,6 +11,7 @@ from tests.assets.rollup_helpers import (
     FAR,
     LEVELS,
     assert_rows_close,
+    failure_message,
     fleet_points,
     ns,
     recompute,
@@ -96,6 +97,8 @@ def test_site_scoped_run_leaves_other_sites_untouched(defs, instance, store, env
 
 
 def test_bad_site_tag_fails_the_run(defs, instance, store):
+    """The run fails because of the tag (named in the error), before writing anything."""
+    store.write_points(fleet_points(START, 1))
     result = defs.resolve_job_def("rollup_15m_job").execute_in_process(
         instance=instance,
         partition_key="2026-11-20-06:00",
@@ -103,6 +106,10 @@ def test_bad_site_tag_fails_the_run(defs, instance, store):
         raise_on_error=False,
     )
     assert not result.success
+    message = failure_message(result)
+    assert "run tag telemetry/site" in message and "site id" in message, message
+    assert store.rolled_up_windows("15m", *FAR) == []
+    assert store.read_rollups("15m", *FAR).height == 0
 
 
 @pytest.mark.parametrize("level", ["15m", "1h"])

@@ -10,13 +10,15 @@ from telemetry_assets.assets.common import LATE_BATCH_TAG, LATE_POINTS_TAG, SITE
 from telemetry_assets.resources import TelemetryStore
 from telemetry_assets.sensors import build_late_data_sensor, rollup_1h_follow_sensor
 from telemetry_assets.sensors.follow import follow_requests
-from telemetry_assets.sensors.late_data import LateState, evaluate
+from telemetry_assets.sensors.late_data import BATCH_MARKS, LateState, evaluate
 from telemetry_core.config import Rollups, load_config
 from telemetry_core.timeutil import now_ns
+from telemetry_core.windows import WINDOW_15M_NS, partition_key
 from tests.assets.rollup_helpers import (
     FAR,
     LEVELS,
     assert_rows_close,
+    failure_message,
     fleet_points,
     ns,
     recompute,
@@ -104,6 +106,7 @@ def test_failed_run_keeps_the_marks(defs, instance, rolled, env, monkeypatch):
         raise_on_error=False,
     )
     assert not failed.success
+    assert "unsupported store URL 'bogus://nowhere'" in failure_message(failed)
     monkeypatch.setenv("TELEMETRY_STORE_URL", env["TELEMETRY_STORE_URL"])
     after = tick(instance, first.cursor)  # abandons the batch ...
     assert not after.run_requests
@@ -139,9 +142,26 @@ def test_batches_are_bounded_newest_first_and_keep_retouched_marks(rolled):
     assert [r.partition_key for r in nxt] == ["2026-11-20-07:30", "2026-11-20-06:15"]
 
 
-def test_sensor_is_on_by_default_and_bounded():
+def test_sensors_are_on_by_default():
     assert late_data_sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert rollup_1h_follow_sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_one_tick_takes_at_most_batch_marks_newest_first(instance, store):
+    """More marks than one batch holds: the real sensor's first tick requests exactly
+    BATCH_MARKS windows, the newest ones; the rest wait for later batches."""
+    marked = BATCH_MARKS + 6
+    windows = [START - i * WINDOW_15M_NS for i in range(marked)]  # START and earlier
+    store.write_points(
+        [("energy", "site-a", "m1", "power_w", w + 10**9, 1.0) for w in windows],
+        late_cutoff_ns=2**62,
+    )
+    assert len(store.late_windows(1000)) == marked
+    first = tick(instance, None)
+    assert [r.partition_key for r in first.run_requests] == [
+        partition_key(w) for w in windows[:BATCH_MARKS]
+    ]
+    assert len(store.late_windows(1000)) == marked  # nothing cleared before the runs ran
 
 
 def test_follow_sensor_requests_the_hour_of_a_scheduled_quarter(defs, instance, store):
@@ -191,6 +211,7 @@ def test_a_run_being_retried_does_not_abandon_the_batch(defs, instance, rolled, 
         raise_on_error=False,
     )
     assert not failed.success
+    assert "unsupported store URL 'bogus://nowhere'" in failure_message(failed)
     monkeypatch.setenv("TELEMETRY_STORE_URL", env["TELEMETRY_STORE_URL"])
     waiting = tick(instance, first.cursor)
     assert not waiting.run_requests

@@ -99,13 +99,43 @@ def test_late_readings_mark_their_window(nats_server, daemons, sqlite_url):
 
 
 def test_demo_runs_the_system_and_stops_cleanly(tmp_path):
+    """The demo stores simulated readings; SIGTERM stops it with exit 0. Waits on the
+    store, not on a fixed duration (a slow machine only makes it wait longer)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
     state = tmp_path / "state"
-    result = telemetry(
-        "demo", "--state-dir", str(state), "--no-dagster", "--duration", "6", "--rate", "100"
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
-    assert "stored" in result.stdout
-    store = open_store(f"sqlite:///{state / 'telemetry.db'}")
-    assert store.read_points(0, 2**62).height > 100
+    env = {**os.environ}
+    env.pop("TELEMETRY_CONFIG", None)
+    env.pop("TELEMETRY_STORE_URL", None)
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "telemetry_cli", "demo", "--state-dir", str(state),
+         "--no-dagster", "--rate", "100"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    db = state / "telemetry.db"
+
+    def stored() -> int:
+        if not db.exists():
+            return 0
+        store = open_store(f"sqlite:///{db}")
+        try:
+            return store.read_points(0, 2**62).height
+        finally:
+            store.close()
+
+    try:
+        wait_until(lambda: demo.poll() is not None or stored() > 100, 120, "stored readings")
+        assert demo.poll() is None, demo.communicate()
+        demo.send_signal(signal.SIGTERM)
+        out, err = demo.communicate(timeout=120)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.communicate()
+    assert demo.returncode == 0, err + out
+    assert "stored" in out
     assert (state / "demo.toml").exists() and (state / "logs" / "ingest.log").exists()
     assert "Traceback" not in (state / "logs" / "ingest.log").read_text()
