@@ -64,7 +64,7 @@ async def connect(options: dict[str, Any], stop: asyncio.Event) -> Client | None
             return await nats.connect(**options)
         except (OSError, nats.errors.Error) as exc:
             log.warning(
-                "NATS not reachable (%s); retrying in %.1fs", exc or type(exc).__name__, delay
+                "NATS not reachable (%s); retrying in %.1fs", str(exc) or type(exc).__name__, delay
             )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)

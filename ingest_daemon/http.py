@@ -7,13 +7,15 @@ import json
 import logging
 from collections.abc import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 log = logging.getLogger(__name__)
 
 
 class HealthServer:
-    def __init__(self, host: str, port: int, health: Callable[[], dict], registry) -> None:
+    def __init__(
+        self, host: str, port: int, health: Callable[[], dict], registry: CollectorRegistry
+    ) -> None:
         self.host, self.port = host, port
         self._health = health
         self._registry = registry

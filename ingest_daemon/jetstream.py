@@ -15,7 +15,7 @@ import time
 from collections import deque
 from typing import NamedTuple
 
-from nats.js import api
+from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError
 
 from telemetry_core.subjects import DLQ_STREAM, DLQ_SUBJECTS, STREAM, STREAM_SUBJECTS
@@ -26,7 +26,7 @@ STREAM_MAX_AGE_S = 7 * 86400  # JetStream buffers up to a week of outage
 DUPLICATE_WINDOW_S = 120
 
 
-async def ensure_streams(js) -> None:
+async def ensure_streams(js: JetStreamContext) -> None:
     """Create ``IOT`` and ``IOT_DLQ`` when missing; verify (never rewrite) existing ones."""
     for name, subjects, max_age in (
         (STREAM, list(STREAM_SUBJECTS), STREAM_MAX_AGE_S),
@@ -56,7 +56,7 @@ async def ensure_streams(js) -> None:
 
 
 async def ensure_consumer(
-    js, durable: str, max_ack_pending: int, ack_wait_s: float = 30.0
+    js: JetStreamContext, durable: str, max_ack_pending: int, ack_wait_s: float = 30.0
 ) -> float:
     """Create the shared durable consumer when missing; return its ``ack_wait`` in seconds.
 

@@ -21,14 +21,22 @@ def configure_logging(level: str) -> None:
 
 
 async def _main(settings: Settings) -> int:
+    from ingest_daemon.alerting import threshold_hook
     from ingest_daemon.daemon import Daemon
+    from telemetry_core.config import load_config
 
+    config = load_config(settings.config_path)
+    hook = threshold_hook(config, settings.store_url)  # validates webhook secrets first
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    daemon = Daemon(settings)
-    return await daemon.run(stop)
+    daemon = Daemon(settings, config=config, after_commit=hook)
+    try:
+        return await daemon.run(stop)
+    finally:
+        if hook is not None:
+            hook.close()
 
 
 def run_daemon(settings: Settings) -> int:

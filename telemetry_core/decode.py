@@ -125,6 +125,7 @@ def _header(headers: dict[str, str] | None, name: str) -> str:
 def _inflate(data: bytes, encoding: str, limit: int) -> bytes:
     if encoding in ("", "identity"):
         return data
+    wbits_options: tuple[int, ...]
     if encoding in ("gzip", "x-gzip"):
         wbits_options = (16 + zlib.MAX_WBITS,)
     elif encoding == "deflate":

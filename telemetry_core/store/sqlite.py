@@ -20,10 +20,11 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import TracebackType
+from typing import TYPE_CHECKING, TypeVar
 
 from telemetry_core.identifiers import check_field, check_name, check_series_key
 from telemetry_core.store.base import (
@@ -46,13 +47,17 @@ from telemetry_core.windows import WINDOW_15M_NS, windows_between
 if TYPE_CHECKING:
     import polars as pl
 
+T = TypeVar("T")
+
 MAX_WINDOWS_PER_REPLACE = 200_000  # ~5.7 years of 15-minute windows: a bigger range is a bug
 
 
 def _frame(rows: list[tuple], schema: dict[str, str]) -> pl.DataFrame:
     import polars as pl
 
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in schema]
+    columns: list[Sequence[object]] = (
+        list(zip(*rows, strict=True)) if rows else [[] for _ in schema]
+    )
     dtypes = {name: getattr(pl, dtype) for name, dtype in schema.items()}
     return pl.DataFrame(
         {
@@ -135,12 +140,16 @@ class SqliteStore:
         def __enter__(self) -> None:
             return None
 
-        def __exit__(self, exc_type, exc, tb) -> bool:
+        def __exit__(
+            self,
+            exc_type: type[BaseException] | None,
+            exc: BaseException | None,
+            tb: TracebackType | None,
+        ) -> None:  # never swallows: re-raises as StoreUnavailable, or lets it propagate
             if exc_type is not None and issubclass(exc_type, sqlite3.OperationalError):
                 raise StoreUnavailable(f"sqlite: {exc}") from exc
-            return False
 
-    def _write_txn(self, fn):
+    def _write_txn(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock, self._translate():
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
@@ -211,7 +220,7 @@ class SqliteStore:
         return self._write_txn(txn)
 
     def _late(
-        self, conn, counts: dict[tuple[int, str], int], cutoff: int | None
+        self, conn: sqlite3.Connection, counts: dict[tuple[int, str], int], cutoff: int | None
     ) -> list[tuple[int, str]]:
         starts = sorted({ws for ws, _ in counts})
         marks = ",".join("?" * len(starts))
@@ -240,8 +249,15 @@ class SqliteStore:
         return sorted(late)
 
     def read_points(
-        self, start_ns, end_ns, *, measurement=None, field=None, site_id=None, device_id=None
-    ):
+        self,
+        start_ns: int,
+        end_ns: int,
+        *,
+        measurement: str | None = None,
+        field: str | None = None,
+        site_id: str | None = None,
+        device_id: str | None = None,
+    ) -> pl.DataFrame:
         where, params = _filters(
             "s", measurement=measurement, field=field, site_id=site_id, device_id=device_id
         )
@@ -255,7 +271,9 @@ class SqliteStore:
             rows = self._conn.execute(sql, [start_ns, end_ns, *params]).fetchall()
         return _frame(rows, RAW_SCHEMA)
 
-    def aggregate_raw(self, start_ns, end_ns, width_ns, *, site_id=None):
+    def aggregate_raw(
+        self, start_ns: int, end_ns: int, width_ns: int, *, site_id: str | None = None
+    ) -> pl.DataFrame:
         where, params = _filters("s", site_id=site_id)
         sql = f"""
             WITH agg AS (
@@ -272,7 +290,7 @@ class SqliteStore:
             JOIN raw f ON f.time = agg.t0 AND f.series_id = agg.sid
             JOIN raw l ON l.time = agg.t1 AND l.series_id = agg.sid
             ORDER BY agg.ws, s.measurement, s.site_id, s.device_id, s.field"""
-        args = {"w": width_ns, "a": start_ns, "b": end_ns}
+        args: dict[str, int | str] = {"w": width_ns, "a": start_ns, "b": end_ns}
         if params:
             args["site"] = params[0]
         with self._lock, self._translate():
@@ -280,7 +298,15 @@ class SqliteStore:
         return _frame(rows, PARTIAL_SCHEMA)
 
     # -- rollups ---------------------------------------------------------------------
-    def replace_rollups(self, level, start_ns, end_ns, rows, *, site_id=None) -> int:
+    def replace_rollups(
+        self,
+        level: str,
+        start_ns: int,
+        end_ns: int,
+        rows: pl.DataFrame,
+        *,
+        site_id: str | None = None,
+    ) -> int:
         check_level(level)
         width = level_width(level)
         data = rows.select(ROLLUP_COLUMNS).rows() if rows.height else []
@@ -317,8 +343,16 @@ class SqliteStore:
         return self._write_txn(txn)
 
     def read_rollups(
-        self, level, start_ns, end_ns, *, measurement=None, field=None, site_id=None, device_id=None
-    ):
+        self,
+        level: str,
+        start_ns: int,
+        end_ns: int,
+        *,
+        measurement: str | None = None,
+        field: str | None = None,
+        site_id: str | None = None,
+        device_id: str | None = None,
+    ) -> pl.DataFrame:
         check_level(level)
         where, params = _filters(
             "r",
@@ -338,7 +372,7 @@ class SqliteStore:
         rows = [(*r[:-1], None if r[-1] is None else bool(r[-1])) for r in rows]
         return _frame(rows, ROLLUP_SCHEMA)
 
-    def rolled_up_windows(self, level, start_ns, end_ns):
+    def rolled_up_windows(self, level: str, start_ns: int, end_ns: int) -> list[tuple[int, str]]:
         check_level(level)
         with self._lock, self._translate():
             return [
@@ -360,7 +394,7 @@ class SqliteStore:
             ).fetchall()
         return [LateWindow(*row) for row in rows]
 
-    def clear_late_windows(self, windows, marked_up_to_ns: int) -> int:
+    def clear_late_windows(self, windows: Sequence[tuple[int, str]], marked_up_to_ns: int) -> int:
         params = [(ws, site, marked_up_to_ns) for ws, site in windows]
 
         def txn(conn: sqlite3.Connection) -> int:
@@ -374,7 +408,7 @@ class SqliteStore:
         return self._write_txn(txn)
 
     # -- housekeeping ----------------------------------------------------------------
-    def delete_before(self, level, before_ns: int) -> int:
+    def delete_before(self, level: str | None, before_ns: int) -> int:
         if level is None:
             sql, args = "DELETE FROM raw WHERE time < ?", (before_ns,)
         else:
