@@ -14,6 +14,12 @@ care about in that database):
 2. Encoding: our tuple encoder and polars frame encoder vs ``influxdb_client.Point``.
 3. Rollup: one 15-minute window holding 4.5 M raw values, ``aggregate_raw`` on each
    backend (InfluxDB computes it server-side with InfluxQL).
+4. Stream order (``--only race``): two writer processes split one stream with rewrites;
+   identities left with a value other than the last in stream order, with the check and
+   without it (the control).
+
+Ingest passes the daemon's sequences; "2nd writer live" is the verified mode of
+docs/influxdb.md; "bare + seq" posts the same prepared lines with the ``seq`` field.
 
 Figures are medians of ``--runs`` runs where a run is cheap. Why this is a script and
 not a timed test: timings on a shared 2-core machine are evidence, not pass/fail.
