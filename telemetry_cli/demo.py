@@ -84,7 +84,7 @@ def _metric(text: str, name: str) -> float:
 
 def run(args: argparse.Namespace) -> int:
     from telemetry_cli.errors import CliError
-    from telemetry_cli.services import free_port, start_nats, stop_process, wait_port
+    from telemetry_cli.services import free_port, start_nats, wait_port
 
     state = Path(args.state_dir).resolve()
     logs = state / "logs"
@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     }
     procs: list[tuple[str, subprocess.Popen]] = []
     stopping = False
+    status = 0
 
     def _stop(*_):
         nonlocal stopping
@@ -132,19 +133,37 @@ def run(args: argparse.Namespace) -> int:
         print(f"daemon      http://127.0.0.1:{http_port}/health  and  /metrics")
         if not args.no_dagster:
             ui = _start_dagster(state, args.dagster_port, env, logs, procs)
-            print(f"Dagster UI  {ui}" if ui else "Dagster     not started (see logs)")
-        print(f"logs        {logs}")
-        print("Ctrl-C to stop.")
+            print(f"Dagster UI  {ui}" if ui else f"Dagster     not started: see {logs}")
+        print(f"logs        {logs}", flush=True)
+        print("Ctrl-C to stop.", flush=True)
         _watch(http_port, procs, args.duration, lambda: stopping)
     except KeyboardInterrupt:
         pass
+    except ChildExited as exc:
+        print(f"telemetry demo: {exc}; see {logs}", file=sys.stderr)
+        status = 1
     finally:
-        print("\nstopping...", file=sys.stderr)
-        for name, proc in reversed(procs):
-            code = stop_process(proc, 20)
-            if code not in (0, -signal.SIGTERM, None):
-                print(f"{name} exited with {code}", file=sys.stderr)
-    return 0
+        _stop_all(procs)
+    return status
+
+
+class ChildExited(RuntimeError):
+    """A process of the demo stopped by itself."""
+
+
+def _stop_all(procs: list[tuple[str, subprocess.Popen]]) -> None:
+    """Stop everything, newest first. A second Ctrl-C must not cut this short (that is
+    what would leave processes behind), and every stop is bounded in time."""
+    from telemetry_cli.dagster_local import stop_dagster
+    from telemetry_cli.services import stop_process
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    print("\nstopping...", file=sys.stderr, flush=True)
+    for name, proc in reversed(procs):
+        # dagster dev runs in its own process group: stop the whole tree it started
+        code = stop_dagster(proc, 20) if name == "dagster" else stop_process(proc, 20)
+        if code not in (0, -signal.SIGTERM, -signal.SIGINT, None):
+            print(f"{name} exited with {code}", file=sys.stderr)
 
 
 def _spawn(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
@@ -153,9 +172,12 @@ def _spawn(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Po
 
 
 def _start_dagster(state: Path, port: int, env, logs: Path, procs) -> str | None:
-    try:
-        from telemetry_cli.dagster_local import start_dagster, wait_ready
-    except ImportError:
+    import importlib.util
+
+    from telemetry_cli.dagster_local import start_dagster, wait_ready
+
+    if importlib.util.find_spec("dagster") is None:
+        print("Dagster is not installed (pip install '.[dagster]'): ingest only", file=sys.stderr)
         return None
     proc = start_dagster(state / "dagster", port, env, log_path=logs / "dagster.log")
     procs.append(("dagster", proc))
@@ -173,7 +195,7 @@ def _watch(http_port: int, procs, duration: float | None, stopping) -> None:
             break
         for name, proc in procs:
             if proc.poll() is not None and name != "simulator":
-                raise RuntimeError(f"{name} exited unexpectedly with {proc.returncode}")
+                raise ChildExited(f"{name} exited unexpectedly with {proc.returncode}")
         with contextlib.suppress(OSError):
             text = (
                 urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=2)
