@@ -51,15 +51,16 @@ class AlertSettings:
     files: tuple[FileChannel, ...] = ()
     max_backoff_seconds: float = field(default=300, repr=False)
 
+    def all_channels(self) -> tuple[Webhook | FileChannel, ...]:
+        return (*self.webhooks, *self.files)
+
     def channels(self) -> dict[str, Webhook | FileChannel]:
-        return {c.name: c for c in (*self.webhooks, *self.files)}
+        return {c.name: c for c in self.all_channels()}
 
     def channels_for(self, severity: str) -> list[str]:
         """Names of the channels an event of ``severity`` goes to (min_severity routing)."""
         rank = SEVERITY_RANK[severity]
-        return [
-            c.name for c in (*self.webhooks, *self.files) if SEVERITY_RANK[c.min_severity] <= rank
-        ]
+        return [c.name for c in self.all_channels() if SEVERITY_RANK[c.min_severity] <= rank]
 
     def backoff_ns(self, attempt: int) -> int:
         """Delay after failed attempt ``attempt`` (1-based): backoff * 2^(attempt-1), capped."""
@@ -120,7 +121,8 @@ def parse_alert_settings(raw: Any) -> AlertSettings:
     files = tuple(
         _file_channel(i, f) for i, f in enumerate(array(raw, "files", "[[alerts.files]]"))
     )
-    unique([c.name for c in (*webhooks, *files)], "channel", "[[alerts.webhooks]]/[[alerts.files]]")
+    channels: tuple[Webhook | FileChannel, ...] = (*webhooks, *files)
+    unique([c.name for c in channels], "channel", "[[alerts.webhooks]]/[[alerts.files]]")
     return AlertSettings(
         cooldown_seconds=cooldown,
         max_attempts=integer(raw, "max_attempts", where, 10, 1),

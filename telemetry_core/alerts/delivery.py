@@ -92,7 +92,7 @@ def _post(hook: Webhook, key: bytes, event_id: str, body: bytes, at_ns: int, tim
     if url.username or url.password:
         credentials = f"{unquote(url.username or '')}:{unquote(url.password or '')}"
         headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
-    conn = conn_type(url.hostname, url.port, timeout=timeout)
+    conn = conn_type(url.hostname or "", url.port, timeout=timeout)
     try:
         conn.request("POST", path, body=body, headers=headers)
         response = conn.getresponse()

@@ -214,11 +214,11 @@ class ThresholdEngine:
             state = cache.get(key, OK)
             if quiet(rule, state, readings):
                 continue
-            actions = None
+            actions: list[_Action] = []
             for t, _, v in readings.items:
                 state, action = step(rule, state, t, v)
                 if action is not None:
-                    (actions := actions if actions is not None else []).append(action)
+                    actions.append(action)
             if actions:
                 plan[key] = actions
         return plan

@@ -110,6 +110,7 @@ def resolve(
     now_ns: int,
 ) -> KeyState:
     """Resolve the key's firing alert; its event is suppressed iff its firing was."""
+    assert state.alert_id is not None, "only a firing key has an alert to resolve"
     conn.execute(
         "UPDATE alerts SET state = 'resolved', resolved_at = ? WHERE alert_id = ?",
         (resolved_at, state.alert_id),

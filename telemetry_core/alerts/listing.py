@@ -22,7 +22,8 @@ _EVENT_ORDER = {"firing": 0, "resolved": 1}
 def _filter(state: str, since_ns: int | None) -> tuple[str, list[Any]]:
     if state not in STATES:
         raise ValueError(f"state must be one of {', '.join(STATES)}")
-    clauses, params = [], []
+    clauses: list[str] = []
+    params: list[Any] = []
     if state != "all":
         clauses.append("state = ?")
         params.append(state)

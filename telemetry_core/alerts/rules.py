@@ -197,7 +197,11 @@ def parse_rules(
     )
     # Rule names are part of the alert identity, so they are unique across both sections.
     seen: dict[str, str] = {}
-    for section, rules in (("[[thresholds]]", thresholds), ("[[anomalies]]", anomalies)):
+    sections: tuple[tuple[str, tuple[Threshold | AnomalyRule, ...]], ...] = (
+        ("[[thresholds]]", thresholds),
+        ("[[anomalies]]", anomalies),
+    )
+    for section, rules in sections:
         for i, rule in enumerate(rules):
             where = f"{section} #{i + 1} ({rule.name})"
             if rule.name in seen:
