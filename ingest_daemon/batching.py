@@ -28,6 +28,9 @@ class Batch:
     points: list[Point] = field(default_factory=list)  # every entry's points, in order
     seqs: list[int] = field(default_factory=list)  # stream sequence of each point's message
     spans: list[tuple[int, int, int]] = field(default_factory=list)  # entry, first, end point
+    # Kept as messages arrive, so committing needs no second pass over every entry:
+    readings: int = 0  # readings accepted by the decoder
+    rejected: list[tuple[Msg, Decoded, int]] = field(default_factory=list)  # dead letters due
 
 
 class InHand:
@@ -84,8 +87,12 @@ class Batcher:
             b.spans.append((len(b.entries), len(points), len(points) + n))
             points += decoded.points
             b.seqs += [seq] * n
-        b.entries.append((msg, decoded, seq))
+        entry = (msg, decoded, seq)
+        b.entries.append(entry)
         b.arrived_ns.append(arrived_ns)
+        b.readings += decoded.readings
+        if decoded.rejections:
+            b.rejected.append(entry)
         if len(b.points) >= self.batch_size or len(b.entries) >= self.batch_size:
             self.flush()
         elif len(b.entries) == 1:

@@ -50,7 +50,7 @@ class Committer:
         self.on_commit = on_commit
 
     async def commit(self, batch: Batch) -> None:
-        entries = batch.entries
+        entries, rejected, readings = batch.entries, batch.rejected, batch.readings
         written = Written(0, 0, 0.0)
         try:
             if batch.points:
@@ -61,23 +61,30 @@ class Committer:
                 except Refused as exc:
                     log.error("store refused a batch (%s): writing message by message", exc)
                     written, entries = await self._write_isolated(batch)
+                    rejected = [e for e in entries if e[1].rejections]
+                    readings = sum(e[1].readings for e in entries)
         except Abandoned:  # shutdown: nothing acknowledged, JetStream redelivers it later
             self.in_hand.release(batch)
             return
-        rejected = [e for e in entries if e[1].rejections]
-        sent = await self._alive(
-            asyncio.gather(*(self.dead_letters.publish(*e) for e in rejected)), entries
-        )
-        unsent = {id(m) for (m, _, _), ok in zip(rejected, sent, strict=True) if not ok}
+        unsent: set[int] = set()
+        if rejected:
+            sent = await self._alive(
+                asyncio.gather(*(self.dead_letters.publish(*e) for e in rejected)), entries
+            )
+            unsent = {id(m) for (m, _, _), ok in zip(rejected, sent, strict=True) if not ok}
         commit_ns = time.time_ns()
         try:
-            for msg, _, _ in entries:
-                if id(msg) not in unsent:
+            if unsent:
+                for msg, _, _ in entries:
+                    if id(msg) not in unsent:
+                        await msg.ack()
+            else:
+                for msg, _, _ in entries:
                     await msg.ack()
         except nats.errors.Error as exc:  # connection lost: redelivered, the upsert absorbs it
             log.warning("could not acknowledge a stored batch (%s); it will be redelivered", exc)
         self.in_hand.release(batch)
-        self._count(batch, entries, written, commit_ns)
+        self._count(batch, len(entries), rejected, readings, written, commit_ns)
         log.debug(
             "batch: %d messages, %d points committed in %.1f ms, %d dead letters",
             len(entries),
@@ -122,22 +129,27 @@ class Committer:
             points, late, seconds = points + w.points, late + w.late_windows, seconds + w.seconds
         return Written(points, late, seconds), entries
 
-    def _count(self, batch: Batch, entries: list[Entry], written: Written, commit_ns: int) -> None:
+    def _count(
+        self,
+        batch: Batch,
+        n_entries: int,
+        rejected: list[Entry],
+        readings: int,
+        written: Written,
+        commit_ns: int,
+    ) -> None:
         m = self.metrics
         if written.points:
             m.batch_seconds.observe(written.seconds)
             m.points_stored.inc(written.points)
             m.late_windows.inc(written.late_windows)
-        readings = 0
         outcomes: dict[str, int] = {}
-        for _, decoded, _ in entries:
-            readings += decoded.readings
-            if decoded.rejections:
-                for rej in decoded.rejections:
-                    m.readings_rejected.labels(rej.reason).inc()
-                outcome = decoded.outcome
-                outcomes[outcome] = outcomes.get(outcome, 0) + 1
-        outcomes["stored"] = len(entries) - sum(outcomes.values())
+        for _, decoded, _ in rejected:
+            for rej in decoded.rejections:
+                m.readings_rejected.labels(rej.reason).inc()
+            outcome = decoded.outcome
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        outcomes["stored"] = n_entries - len(rejected)
         for outcome, n in outcomes.items():
             m.messages.labels(outcome).inc(n)
         m.readings_stored.inc(readings)

@@ -39,6 +39,10 @@ def connect_options(
         "disconnected_cb": on_disconnect,
         "reconnected_cb": on_reconnect,
         "pending_size": 64 * 1024 * 1024,
+        # Every subject we publish to is a constant, a reply subject the server gave us
+        # (acks), or ``dlq.`` + a subject the server delivered: checking each again costs
+        # about 0.3 µs an ack for nothing.
+        "skip_subject_validation": True,
     }
     if s.nats_user:
         opts["user"], opts["password"] = s.nats_user, s.nats_password

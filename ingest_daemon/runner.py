@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import signal
@@ -48,4 +49,19 @@ def run_daemon(settings: Settings) -> int:
         uvloop.install()
     except ImportError:
         pass
+    tune_gc()
     return asyncio.run(_main(settings))
+
+
+def tune_gc() -> None:
+    """Make the cyclic garbage collector cheap for a long-running, allocation-heavy loop.
+
+    Every message allocates a few container objects (the message, its decoded points, the
+    batch entry), and up to tens of thousands are alive while they wait for a commit. With
+    the default thresholds the collector ran every 700 allocations and its older
+    generations walked all of them again and again: about 1.5 µs a message, some 14% of the
+    event loop's time (measured with py-spy). Almost nothing here forms reference cycles
+    (plain refcounting frees it), so: freeze what start-up created (modules, settings,
+    config) out of the collector's sight, and collect far less often."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)

@@ -89,7 +89,7 @@ class Rejection:
         return {"index": self.index, "reason": self.reason, "error": self.error}
 
 
-@dataclass
+@dataclass(slots=True)
 class Decoded:
     points: list[Point] = field(default_factory=list)
     readings: int = 0  # readings accepted
@@ -109,17 +109,25 @@ class _Reject(Exception):
         self.error = error
 
 
-def _header(headers: dict[str, str] | None, name: str) -> str:
+def _content_headers(headers: dict[str, str] | None) -> tuple[str, str]:
+    """``Content-Encoding`` and ``Content-Type`` (names case-insensitive, values lowered,
+    parameters dropped), in one pass over the headers."""
     if not headers:
-        return ""
-    value = headers.get(name)
-    if value is None:
-        lowered = name.lower()
+        return "", ""
+    encoding = headers.get("Content-Encoding")
+    ctype = headers.get("Content-Type")
+    if encoding is None or ctype is None:
         for key, val in headers.items():
-            if key.lower() == lowered:
-                value = val
-                break
-    return (value or "").split(";")[0].strip().lower()
+            lowered = key.lower()
+            if lowered == "content-encoding" and encoding is None:
+                encoding = val
+            elif lowered == "content-type" and ctype is None:
+                ctype = val
+    return _media(encoding), _media(ctype)
+
+
+def _media(value: str | None) -> str:
+    return value.split(";")[0].strip().lower() if value else ""
 
 
 def _inflate(data: bytes, encoding: str, limit: int) -> bytes:
@@ -151,8 +159,8 @@ def decode_body(data: bytes, headers: dict[str, str] | None, limits: Limits) -> 
         raise _Reject(
             TOO_LARGE, f"payload of {len(data)} bytes exceeds the {limits.max_bytes}-byte limit"
         )
-    body = _inflate(data, _header(headers, "Content-Encoding"), limits.max_bytes)
-    ctype = _header(headers, "Content-Type")
+    encoding, ctype = _content_headers(headers)
+    body = _inflate(data, encoding, limits.max_bytes)
     try:
         if ctype in MSGPACK_TYPES:
             return _msgpack.decode(body)
@@ -316,6 +324,16 @@ def decode_message(
             raise _Reject(BAD_SUBJECT, str(exc)) from None
         ctx = _Context(sub.measurement, sub.site_id, sub.device_id, now_ns, limits)
         payload = decode_body(data, headers, limits)
+        if type(payload) is dict and "readings" not in payload:
+            # The common case, one flat reading: the general loop below gives the same
+            # result, a few hundred nanoseconds later (this runs for every message).
+            try:
+                result.points = _flat_reading(ctx, payload, None)
+            except _Reject as rej:
+                result.rejections.append(Rejection(0, rej.reason, rej.error))
+            else:
+                result.readings = 1
+            return result
         entries = _expand(payload)
         if not entries:
             raise _Reject(NO_FIELDS, "payload holds no readings")
