@@ -24,10 +24,8 @@ from telemetry_core.store import Point
 @dataclass
 class Batch:
     entries: list[tuple[Msg, Decoded, int]] = field(default_factory=list)  # msg, decoded, seq
-    arrived_ns: list[int] = field(default_factory=list)  # stream timestamps, for latency
     points: list[Point] = field(default_factory=list)  # every entry's points, in order
     seqs: list[int] = field(default_factory=list)  # stream sequence of each point's message
-    spans: list[tuple[int, int, int]] = field(default_factory=list)  # entry, first, end point
     # Kept as messages arrive, so committing needs no second pass over every entry:
     readings: int = 0  # readings accepted by the decoder
     rejected: list[tuple[Msg, Decoded, int]] = field(default_factory=list)  # dead letters due
@@ -41,7 +39,7 @@ class InHand:
         self.max_points = 8 * batch_size  # ~150 B a point: ~6 MB by default
         self.msgs = 0
         self.points = 0
-        self.points_per_msg = 1.0  # running estimate, sizes pull requests
+        self.points_per_msg = 1.0  # running estimate (per batch), sizes pull requests
         self._wake = wake  # the puller waits on it for room
 
     def room(self) -> tuple[int, int]:
@@ -74,28 +72,26 @@ class Batcher:
         self._batch = Batch()
         self._timer: asyncio.TimerHandle | None = None
 
-    def add(self, msg: Msg, decoded: Decoded, seq: int, arrived_ns: int) -> None:
+    def add(self, msg: Msg, decoded: Decoded, seq: int) -> None:
         """The per-message hot path: keep it to appends and counters."""
-        n = len(decoded.points)
-        hand = self.in_hand
-        hand.msgs += 1
-        hand.points += n
-        hand.points_per_msg += ((n or 1) - hand.points_per_msg) * 0.01
         b = self._batch
+        points = decoded.points
+        n = len(points)
         if n:
-            points = b.points
-            b.spans.append((len(b.entries), len(points), len(points) + n))
-            points += decoded.points
+            b.points += points
             b.seqs += [seq] * n
         entry = (msg, decoded, seq)
-        b.entries.append(entry)
-        b.arrived_ns.append(arrived_ns)
+        entries = b.entries
+        entries.append(entry)
         b.readings += decoded.readings
         if decoded.rejections:
             b.rejected.append(entry)
-        if len(b.points) >= self.batch_size or len(b.entries) >= self.batch_size:
+        hand = self.in_hand
+        hand.msgs += 1
+        hand.points += n
+        if len(b.points) >= self.batch_size or len(entries) >= self.batch_size:
             self.flush()
-        elif len(b.entries) == 1:
+        elif len(entries) == 1:
             self._timer = asyncio.get_running_loop().call_later(self.max_delay_s, self.flush)
 
     def flush(self) -> None:
@@ -104,4 +100,7 @@ class Batcher:
             self._timer = None
         batch, self._batch = self._batch, Batch()
         if batch.entries:
+            hand = self.in_hand  # the pull size follows the points a message carries
+            per = max(1.0, len(batch.points) / len(batch.entries))
+            hand.points_per_msg += (per - hand.points_per_msg) * 0.5
             self.on_batch(batch)

@@ -20,7 +20,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from ingest_daemon.batching import Batcher, InHand
-from ingest_daemon.jetstream import PullRequests, ack_fields
+from ingest_daemon.jetstream import PullRequests, delivery
 from ingest_daemon.metrics import Metrics
 from telemetry_core.decode import MAX_DELIVERIES, Decoded, Limits, Rejection, decode_message
 from telemetry_core.subjects import STREAM
@@ -114,16 +114,16 @@ class Consumer:
         if self.stopping:
             await msg.nak()
             return
-        delivered, stream_seq, arrived_ns = ack_fields(msg.reply)
+        stream_seq, delivered = delivery(msg.reply)
         if delivered > 1:
             self.metrics.redelivered.inc()
             if delivered > self.max_deliver:
                 error = f"delivered {delivered} times without being stored"
                 decoded = Decoded(rejections=[Rejection(None, MAX_DELIVERIES, error)])
-                self.batcher.add(msg, decoded, stream_seq, arrived_ns)
+                self.batcher.add(msg, decoded, stream_seq)
                 return
         decoded = decode_message(msg.subject, msg.data, headers, time.time_ns(), self.limits)
-        self.batcher.add(msg, decoded, stream_seq, arrived_ns)
+        self.batcher.add(msg, decoded, stream_seq)
 
     async def wind_down(self, deadline: float) -> None:
         """Stop pulling; let outstanding pull requests run out (late arrivals are nak'ed

@@ -138,6 +138,7 @@ class Daemon:
                 js, s.durable, max_ack_pending=max_ack_pending, ack_wait_s=s.ack_wait_s
             )
             self.committer = Committer(
+                nc,
                 self.writer,
                 DeadLetters(js, self.writer.abandon),
                 self.metrics,

@@ -314,7 +314,6 @@ def decode_message(
     limits: Limits = Limits(),
 ) -> Decoded:
     """Never raises for bad input: every problem becomes a ``Rejection`` with a reason."""
-    result = Decoded()
     try:
         try:
             sub = _subjects.get(subject) or _remember(_subjects, subject, parse_subject(subject))
@@ -328,12 +327,9 @@ def decode_message(
             # The common case, one flat reading: the general loop below gives the same
             # result, a few hundred nanoseconds later (this runs for every message).
             try:
-                result.points = _flat_reading(ctx, payload, None)
+                return Decoded(_flat_reading(ctx, payload, None), 1, [])
             except _Reject as rej:
-                result.rejections.append(Rejection(0, rej.reason, rej.error))
-            else:
-                result.readings = 1
-            return result
+                return Decoded([], 0, [Rejection(0, rej.reason, rej.error)])
         entries = _expand(payload)
         if not entries:
             raise _Reject(NO_FIELDS, "payload holds no readings")
@@ -342,8 +338,8 @@ def decode_message(
                 TOO_LARGE, f"{len(entries)} readings exceed the limit of {limits.max_readings}"
             )
     except _Reject as rej:
-        result.rejections.append(Rejection(None, rej.reason, rej.error))
-        return result
+        return Decoded([], 0, [Rejection(None, rej.reason, rej.error)])
+    result = Decoded()
     for index, (form, entry, inherited) in enumerate(entries):
         try:
             if form == "flat":
