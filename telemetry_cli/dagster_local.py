@@ -40,6 +40,10 @@ run_monitoring:
   start_timeout_seconds: 180
 telemetry:
   enabled: false
+# No first-run "join the community" dialog in front of the asset graph (the UI asks the
+# instance: shouldShowNux is nux.enabled and no .nux/nux.yaml under DAGSTER_HOME).
+nux:
+  enabled: false
 """
 
 READY_QUERY = """

@@ -12,7 +12,8 @@ emergency lights) over N sites x M devices to subjects iot.<measurement>.<site>.
 steady message rate, timestamps on the wall clock. Every message carries Nats-Msg-Id; the
 --late/--duplicate/--invalid fractions mix in readings from 20-60 minutes ago, re-sent
 messages (same id: dropped by the stream's duplicate window) and each kind of bad input.
-Publishes are acknowledged by JetStream, so what was sent is known to be in the stream."""
+--spike-every N makes one energy meter at a time draw 6-8 kW for 10 s, the first 15 s after
+start and then every N seconds (what the demo's power-high threshold catches). Publishes are acknowledged by JetStream, so what was sent is known to be in the stream."""
 
 
 def register(sub) -> None:
@@ -34,6 +35,12 @@ def register(sub) -> None:
     p.add_argument("--late", type=float, default=0.0, help="fraction of late messages (0-1)")
     p.add_argument("--duplicate", type=float, default=0.0, help="fraction re-sent with the same id")
     p.add_argument("--invalid", type=float, default=0.0, help="fraction of invalid messages")
+    p.add_argument(
+        "--spike-every",
+        type=float,
+        metavar="SECONDS",
+        help="every SECONDS one energy meter, in turn, draws 6-8 kW for 10 s (default: never)",
+    )
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=run)
@@ -50,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if not 0 <= value <= 1:
             raise CliError(f"--{name} must be a fraction between 0 and 1")
+    if args.spike_every is not None and args.spike_every <= 10:
+        raise CliError("--spike-every must be more than 10 seconds (a spike lasts 10 s)")
     if args.late + args.invalid > 1:
         raise CliError("--late plus --invalid cannot exceed 1")
     try:
@@ -68,7 +77,7 @@ async def simulate(args: argparse.Namespace) -> int:
 
     from ingest_daemon.jetstream import ensure_streams
     from telemetry_cli.errors import CliError
-    from telemetry_core.fleet import Fleet
+    from telemetry_core.fleet import Fleet, Spikes
 
     url = args.nats_url or os.environ.get("TELEMETRY_NATS_URL") or "nats://127.0.0.1:4222"
     try:
@@ -79,13 +88,16 @@ async def simulate(args: argparse.Namespace) -> int:
     await ensure_streams(js)
     fleet = Fleet(args.sites, args.devices, seed=args.seed)
     interval = len(fleet.devices) / args.rate  # one round of every device
+    start_ns = time.time_ns()
+    spikes = Spikes(start_ns, args.spike_every) if args.spike_every else None
     stream = fleet.messages(
-        time.time_ns(),
+        start_ns,
         interval,
         batch=args.batch,
         late_fraction=args.late,
         duplicate_fraction=args.duplicate,
         invalid_fraction=args.invalid,
+        spikes=spikes,
     )
     started = time.monotonic()
     sent = failed = 0

@@ -7,6 +7,10 @@ generator and a run is reproducible. Device types per site, in turn:
 * occupancy      ``iot.occupancy.<site>.area-N``   occupied (state), people (gauge)
 * HVAC zones     ``iot.hvac.<site>.zone-N``        temperature_c, setpoint_c (gauges)
 * emergency lights ``iot.lighting.<site>.emlight-N`` lamp_ok (state), battery_pct (gauge)
+
+Optionally, :class:`Spikes` makes one energy meter at a time draw 6-8 kW for a few
+seconds: the occasional spike that the demo's ``power-high`` threshold (5 kW) catches.
+The normal load never reaches it (at most 1.5 x 2.8 kW x 1.1 = 4.6 kW).
 """
 
 from __future__ import annotations
@@ -63,10 +67,39 @@ def _daily(t_ns: int, phase: float) -> float:
     return 0.5 - 0.5 * math.cos((hours - 3) / 24 * 2 * math.pi)
 
 
-def reading(device: Device, t_ns: int, interval_s: float, rng: random.Random) -> dict[str, float]:
+SPIKE_W = (6000.0, 8000.0)  # a spike's power draw: above the demo's 5 kW threshold
+
+
+@dataclass(frozen=True)
+class Spikes:
+    """Every ``every_s`` seconds one energy meter, in turn, draws 6-8 kW for ``length_s``
+    seconds (a chiller starting, a short circuit). The first spike starts ``first_s``
+    after ``start_ns``, so a demo shows an alert in its first minute; the meters take
+    turns, so each spike is a new alert key (no cooldown swallows it)."""
+
+    start_ns: int
+    every_s: float
+    length_s: float = 10.0
+    first_s: float = 15.0
+
+    def meter(self, t_ns: int, meters: int) -> int | None:
+        """Index among ``meters`` energy meters of the one spiking at ``t_ns``, if any."""
+        offset = (t_ns - self.start_ns) / NS - self.first_s
+        if offset < 0 or meters == 0:
+            return None
+        k, into = divmod(offset, self.every_s)
+        return int(k) % meters if into < self.length_s else None
+
+
+def reading(
+    device: Device, t_ns: int, interval_s: float, rng: random.Random, *, spike: bool = False
+) -> dict[str, float]:
     act = _daily(t_ns, device.phase)
     if device.measurement == "energy":
-        power = device.scale * (300 + 2500 * act) * rng.uniform(0.9, 1.1)
+        if spike:  # one draw either way: a spike does not shift the rest of the sequence
+            power = rng.uniform(*SPIKE_W)
+        else:
+            power = device.scale * (300 + 2500 * act) * rng.uniform(0.9, 1.1)
         return {"power_w": round(power, 2), "energy_kwh": round(power * interval_s / 3.6e6, 6)}
     if device.measurement == "occupancy":
         people = max(0, round(rng.gauss(12 * act * device.scale, 1.5)))
@@ -107,7 +140,13 @@ class Fleet:
                         self.rng.uniform(0.5, 1.5),
                     )
                 )
+        self.meters = [d for d in self.devices if d.measurement == "energy"]
         self._seq = 0
+
+    def spiking(self, spikes: Spikes | None, t_ns: int) -> Device | None:
+        """The energy meter drawing a spike at ``t_ns`` (None without ``spikes``)."""
+        index = None if spikes is None else spikes.meter(t_ns, len(self.meters))
+        return None if index is None else self.meters[index]
 
     def messages(
         self,
@@ -119,6 +158,7 @@ class Fleet:
         duplicate_fraction: float = 0.0,
         invalid_fraction: float = 0.0,
         late_by_s: tuple[float, float] = (1200.0, 3600.0),
+        spikes: Spikes | None = None,
     ) -> Iterator[Message]:
         """Endless rounds: every device sends one message per round (``batch`` readings)."""
         rng = self.rng
@@ -141,7 +181,9 @@ class Fleet:
                 readings = []
                 for k in range(batch):
                     ts = t - shift - (batch - 1 - k) * step // batch
-                    readings.append({"timestamp": ts, **reading(dev, ts, interval_s / batch, rng)})
+                    spike = dev is self.spiking(spikes, ts)
+                    values = reading(dev, ts, interval_s / batch, rng, spike=spike)
+                    readings.append({"timestamp": ts, **values})
                 payload = _encode(readings[0] if batch == 1 else readings)
                 msg = Message(dev.subject, payload, {"Nats-Msg-Id": msg_id}, batch, kind)
                 yield msg

@@ -1,0 +1,315 @@
+"""What ``telemetry demo`` prepares before and while its processes start: the config, the
+webhook secret, free ports, a few hours of history and the Dagster backfill of it.
+
+History goes straight into the store, not through NATS and the daemon. Through the daemon,
+every seeded point would land in a window that ended long ago, so the daemon would mark
+each (window, site) late (as it must for real late data), and the late-data sensor would
+re-run every seeded window after the backfill had already rolled it up: a second storm of
+runs on a laptop, for nothing. Written directly (stream sequence 0, no late cut-off, the
+way the store documents seeding) the points mark nothing, and one backfill, the same
+object ``telemetry backfill`` launches, rolls them up where the UI shows it.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import random
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+SECRET_ENV = "TELEMETRY_DEMO_WEBHOOK_SECRET"
+RECEIVER = "demo-receiver"
+SPIKE_EVERY_S = 120.0  # one meter spikes past the threshold every two minutes
+HISTORY_INTERVAL_S = 10.0  # seeded devices report every 10 s (live ones faster)
+
+DEMO_CONFIG = """\
+# Written by `telemetry demo`; edit freely (unknown keys are an error). Delete this file to
+# get the current template again.
+[sites.site-a]
+timezone = "Europe/Berlin"
+work_hours = {{ days = ["mon", "tue", "wed", "thu", "fri"], start = "08:00", end = "18:00" }}
+expected_devices = 12
+
+[sites.site-b]
+timezone = "America/New_York"
+work_hours = {{ days = ["mon", "tue", "wed", "thu", "fri"], start = "07:00", end = "19:00" }}
+expected_devices = 12
+
+[sites.site-c]
+timezone = "Asia/Tokyo"
+work_hours = {{ days = ["mon", "tue", "wed", "thu", "fri", "sat"], start = "09:00", end = "17:00" }}
+expected_devices = 12
+
+[fields]
+"energy.energy_kwh" = "delta"
+"energy.power_w" = "gauge"
+"occupancy.occupied" = "state"
+"occupancy.people" = "gauge"
+"hvac.temperature_c" = "gauge"
+"hvac.setpoint_c" = "gauge"
+"lighting.lamp_ok" = "state"
+"lighting.battery_pct" = "gauge"
+
+# The simulator makes one energy meter at a time draw 6-8 kW every two minutes: the
+# daemon catches it as it arrives, alert_job delivers it (and its resolution).
+[[thresholds]]
+name = "power-high"
+measurement = "energy"
+field = "power_w"
+above = 5000.0
+severity = "critical"
+
+[alerts]
+cooldown_seconds = 900
+backoff_seconds = 2
+
+# The demo's own receiver: it verifies each signature and prints the alert. The demo puts
+# a fresh secret in {secret_env} unless you set one (whsec_<base64>).
+[[alerts.webhooks]]
+name = "{receiver}"
+url = "http://127.0.0.1:{receiver_port}/hooks/telemetry"
+secret_env = "{secret_env}"
+min_severity = "info"
+
+# Every alert event as one JSON line.
+[[alerts.files]]
+name = "demo-log"
+path = {alerts_log}
+
+[retention]
+raw_days = 30
+rollup_15m_days = 90
+"""
+
+
+def free_port() -> int:
+    from telemetry_cli.services import free_port as pick
+
+    return pick()
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Something listens on ``port`` (bound as servers bind, with SO_REUSEADDR)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def check_ports(ports: dict[str, tuple[int, str]]) -> None:
+    """A one-line error for the first port in use, naming what to change."""
+    from telemetry_cli.errors import CliError
+
+    for what, (port, remedy) in ports.items():
+        if not 0 < port < 65536:
+            raise CliError(f"{what} port {port} is not a TCP port ({remedy})")
+        if port_in_use(port):
+            raise CliError(f"{what} port {port} is in use by another program ({remedy})")
+
+
+def write_config(path: Path, state: Path) -> None:
+    """The demo config, once: later starts use the file as the user left it."""
+    import json
+
+    path.write_text(
+        DEMO_CONFIG.format(
+            receiver=RECEIVER,
+            receiver_port=free_port(),
+            secret_env=SECRET_ENV,
+            alerts_log=json.dumps(str(state / "alerts.jsonl")),
+        )
+    )
+
+
+def webhook_secret(environ: dict[str, str]) -> tuple[str, bytes]:
+    """The receiver's secret: the user's, validated, or a fresh one for this run."""
+    from telemetry_core.alerts.secrets import PREFIX, decode_secret
+
+    value = environ.get(SECRET_ENV) or PREFIX + base64.b64encode(os.urandom(24)).decode()
+    return value, decode_secret(value, SECRET_ENV)
+
+
+def receiver_port(config_path: Path) -> int | None:
+    """The port of the config's ``demo-receiver`` webhook on this machine, if any."""
+    from telemetry_core.config import load_config
+
+    for hook in load_config(config_path).alerts.webhooks:
+        parts = urlsplit(hook.url)
+        if hook.name == RECEIVER and parts.hostname in ("127.0.0.1", "localhost"):
+            return parts.port or 80
+    return None
+
+
+def seed_history(
+    store_url: str, sites: int, devices: int, hours: float, end_ns: int
+) -> tuple[int, int, int]:
+    """Simulated readings for ``[end - hours, end)`` into the store, up to the first reading
+    already there (a restart fills the gap, never rewrites the previous run's data).
+    Returns (points written, seeded start, seeded end)."""
+    from telemetry_core.fleet import Fleet, Spikes, reading
+    from telemetry_core.store import open_store
+    from telemetry_core.timeutil import NS
+
+    start = end_ns - int(hours * 3600 * NS)
+    fleet = Fleet(sites, devices, seed=1)
+    store = open_store(store_url)
+    try:
+        probe = fleet.meters[0] if fleet.meters else fleet.devices[0]
+        field = "power_w" if probe.measurement == "energy" else None
+        existing = store.read_points(
+            start,
+            end_ns,
+            measurement=probe.measurement,
+            site_id=probe.site_id,
+            device_id=probe.device_id,
+            field=field,
+        )
+        if existing.height:
+            end_ns = int(existing["time"].min())
+        rng = random.Random(start)
+        spikes = Spikes(start, SPIKE_EVERY_S)
+        step = int(HISTORY_INTERVAL_S * NS)
+        written = 0
+        batch: list[tuple[str, str, str, str, int, float]] = []
+        for t in range(start, end_ns, step):
+            hot = fleet.spiking(spikes, t)
+            for dev in fleet.devices:
+                values = reading(dev, t, HISTORY_INTERVAL_S, rng, spike=dev is hot)
+                for name, value in values.items():
+                    batch.append(
+                        (dev.measurement, dev.site_id, dev.device_id, name, t, float(value))
+                    )
+            if len(batch) >= 50_000:
+                written += store.write_points(batch).points
+                batch = []
+        if batch:
+            written += store.write_points(batch).points
+    finally:
+        store.close()
+    return written, start, max(start, end_ns)
+
+
+@dataclass
+class HistoryBackfill:
+    """The Dagster backfill of the seeded hours, launched through the webserver like
+    ``telemetry backfill`` (visible under Overview -> Backfills), and followed."""
+
+    url: str
+    backfill_id: str
+    windows: int
+    first_materialised: float | None = None
+    done: bool = False
+
+    @classmethod
+    def launch(cls, url: str, start_ns: int, end_ns: int) -> HistoryBackfill:
+        """Raises CliError when the webserver refuses it (the demo says so and goes on)."""
+        from telemetry_cli.backfill import (
+            LAUNCH,
+            asset_grains,
+            backfill_params,
+            first_partition,
+            partition_ranges,
+        )
+        from telemetry_cli.errors import CliError
+        from telemetry_core.timeutil import now_ns
+        from telemetry_core.windows import WINDOW_15M_NS, parse_partition_key
+
+        now = now_ns()
+        ranges = partition_ranges(start_ns, min(end_ns, now), now, first_partition(url))
+        params = backfill_params(ranges, list(asset_grains()), None, "telemetry demo: history")
+        result = _ask(url, LAUNCH, {"params": params})["launchPartitionBackfill"]
+        if result["__typename"] != "LaunchBackfillSuccess":
+            detail = result.get("message") or result["__typename"]
+            raise CliError(f"Dagster refused the history backfill: {detail.splitlines()[0]}")
+        first, last = (parse_partition_key(k) for k in ranges["15m"])
+        return cls(url, result["backfillId"], (last - first) // WINDOW_15M_NS + 1)
+
+    @property
+    def ui(self) -> str:
+        return f"{self.url}/runs/b/{self.backfill_id}?tab=partitions"
+
+    def poll(self) -> tuple[str, int, int, int]:
+        """(status, asset partitions targeted, materialised, failed); marks ``done``."""
+        from telemetry_cli.backfill import DONE_BAD, DONE_OK, PROGRESS, all_done, summarize
+
+        data = _ask(self.url, PROGRESS, {"id": self.backfill_id})["partitionBackfillOrError"]
+        if data["__typename"] != "PartitionBackfill":
+            self.done = True
+            return data["__typename"], 0, 0, 0
+        status, targeted, materialised, _, failed = summarize(data)
+        if materialised and self.first_materialised is None:
+            self.first_materialised = time.monotonic()
+        self.done = status in DONE_OK or status in DONE_BAD or all_done(data) or bool(failed)
+        return status, targeted, materialised, failed
+
+
+class DagsterProgress:
+    """Follows Dagster from start-up to the end of the history backfill, one step per call
+    (the watch loop must keep counting, and Ctrl-C must work, while Dagster starts)."""
+
+    def __init__(
+        self, event: Callable[[str], None], port: int, history: tuple[int, int] | None
+    ) -> None:
+        self.event, self.url, self.history = event, f"http://127.0.0.1:{port}", history
+        self.ready = False
+        self.backfill: HistoryBackfill | None = None
+        self.next_poll = 0.0
+
+    def step(self) -> None:
+        from telemetry_cli.dagster_local import is_ready
+        from telemetry_cli.errors import CliError
+
+        if not self.ready:
+            if not is_ready(self.url):
+                return
+            self.ready = True
+            self.event(f"Dagster UI ready: {self.url}/asset-groups")
+            if self.history is None:
+                return
+            try:
+                self.backfill = HistoryBackfill.launch(self.url, *self.history)
+            except CliError as exc:
+                self.event(f"history backfill not launched: {exc}")
+                return
+            self.event(
+                f"backfill of {self.backfill.windows} windows of history launched: "
+                f"{self.backfill.ui}"
+            )
+        backfill = self.backfill
+        if backfill is None or backfill.done or time.monotonic() < self.next_poll:
+            return
+        self.next_poll = time.monotonic() + 2
+        seen = backfill.first_materialised
+        try:
+            status, targeted, done, failed = backfill.poll()
+        except CliError as exc:
+            self.event(f"cannot follow the backfill: {exc}")
+            backfill.done = True
+            return
+        if seen is None and backfill.first_materialised is not None:
+            self.event(
+                f"first partitions materialised: {self.url}/assets/rollup_15m?view=partitions"
+            )
+        if backfill.done:
+            outcome = f"{status.lower()}, {done}/{targeted} asset partitions"
+            self.event(f"history backfill {outcome}" + (f", {failed} failed" if failed else ""))
+
+
+def _ask(url: str, query: str, variables: dict) -> dict:
+    """A GraphQL call whose failure is one line (CliError), not a traceback."""
+    from telemetry_cli.dagster_local import graphql
+    from telemetry_cli.errors import CliError
+
+    try:
+        return graphql(url, query, variables)
+    except (OSError, RuntimeError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CliError(f"the Dagster webserver at {url}: {first}") from None
