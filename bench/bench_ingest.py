@@ -11,6 +11,11 @@ Measures, on the same machine in the same run:
   5. peak RSS of the daemon process.
 Messages are pre-published by a separate process (core publish, then verified in the
 stream), so the daemon does not compete with the publisher for CPU in 1-3.
+
+Besides wall-clock rates, the event-loop (main) thread's CPU time per message is printed
+for the baseline and the single-reading daemon runs: on a shared machine the wall-clock
+ratio moves by +-20% with other load, the CPU cost per message much less, and the event
+loop is what limits single-reading ingest. The load average is printed too.
 """
 
 from __future__ import annotations
@@ -112,7 +117,7 @@ async def main():
         if req.outstanding < 1000: wake.set()
         if got >= n: done.set()
     await nc.subscribe(inbox, cb=cb, pending_msgs_limit=100000, pending_bytes_limit=-1)
-    t0 = time.perf_counter()
+    t0 = time.perf_counter(); c0 = time.thread_time()
     while not done.is_set():
         while req.count < 2:
             await nc.publish(req.subject, req.payload(1000), reply=inbox)
@@ -121,13 +126,14 @@ async def main():
             await asyncio.wait_for(wake.wait(), 0.25)
         except asyncio.TimeoutError:
             req.expire_stale()
-    print(json.dumps({"seconds": time.perf_counter() - t0}))
+    print(json.dumps({"seconds": time.perf_counter() - t0, "cpu": time.thread_time() - c0}))
     await nc.close()
 asyncio.run(main())
 """
 
 
-def ceiling(url: str, n: int) -> float:
+def ceiling(url: str, n: int) -> tuple[float, float]:
+    """Messages/s and event-loop CPU µs per message of the bare consumer."""
     prepublish(url, n, 1)
     out = subprocess.run(
         [sys.executable, "-c", CEILING, url, str(n)],
@@ -136,11 +142,13 @@ def ceiling(url: str, n: int) -> float:
         text=True,
         cwd=ROOT,
     )
-    return n / json.loads(out.stdout)["seconds"]
+    result = json.loads(out.stdout)
+    return n / result["seconds"], result["cpu"] / n * 1e6
 
 
-def daemon_run(url: str, n_msgs: int, per_msg: int, work: Path) -> tuple[float, int]:
-    """Readings/s from the first commit to the last (process start-up excluded), peak RSS (kB)."""
+def daemon_run(url: str, n_msgs: int, per_msg: int, work: Path) -> tuple[float, int, float]:
+    """Readings/s from the first commit to the last (process start-up excluded), peak RSS
+    (kB), and the event-loop thread's CPU µs per message over the same span."""
     prepublish(url, n_msgs, per_msg)
     db = work / f"bench-{time.monotonic_ns()}.db"
     port = free_port()
@@ -158,7 +166,7 @@ def daemon_run(url: str, n_msgs: int, per_msg: int, work: Path) -> tuple[float, 
         import urllib.request
 
         readings = n_msgs * per_msg
-        first: tuple[float, float] | None = None
+        first: tuple[float, float, float] | None = None
         while True:
             try:
                 text = (
@@ -173,18 +181,25 @@ def daemon_run(url: str, n_msgs: int, per_msg: int, work: Path) -> tuple[float, 
                 )
                 stored = float(line.split()[1])
                 if first is None and stored > 0:
-                    first = (time.perf_counter(), stored)
+                    first = (time.perf_counter(), stored, _thread_cpu_s(proc.pid))
                 if stored >= readings:
                     assert first is not None
-                    return (readings - first[1]) / (time.perf_counter() - first[0]), max(
-                        rss, _rss_kb(proc.pid, "VmHWM")
-                    )
+                    msgs = (readings - first[1]) / per_msg
+                    cpu_us = (_thread_cpu_s(proc.pid) - first[2]) / msgs * 1e6
+                    rate = (readings - first[1]) / (time.perf_counter() - first[0])
+                    return rate, max(rss, _rss_kb(proc.pid, "VmHWM")), cpu_us
             except (OSError, StopIteration):
                 pass
             rss = max(rss, _rss_kb(proc.pid))
             time.sleep(0.1)  # polling /metrics costs the daemon CPU: keep it rare
     finally:
         stop_process(proc)
+
+
+def _thread_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process's main thread, from /proc."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_kb(pid: int, key: str = "VmRSS") -> int:
@@ -251,22 +266,34 @@ def main() -> None:
         nats = start_nats(port, work / "js")
         url = f"nats://127.0.0.1:{port}"
         try:
-            ceil = [ceiling(url, single_n) for _ in range(args.runs)]
-            single = [daemon_run(url, single_n, 1, work) for _ in range(args.runs)]
+            # Baseline and daemon alternate, so a change in the machine's other load hits
+            # both sides of the ratio alike.
+            ceil, single = [], []
+            for _ in range(args.runs):
+                ceil.append(ceiling(url, single_n))
+                single.append(daemon_run(url, single_n, 1, work))
             batched = [daemon_run(url, batched_n, 100, work) for _ in range(args.runs)]
             lat = asyncio.run(_latency(url, work, 5000, 10 if args.quick else 20))
         finally:
             stop_process(nats)
-    c = statistics.median(ceil)
-    s = statistics.median(r for r, _ in single)
-    b = statistics.median(r for r, _ in batched)
-    rss = max(m for _, m in single + batched)
+    c = statistics.median(r for r, _ in ceil)
+    c_cpu = statistics.median(u for _, u in ceil)
+    s = statistics.median(r for r, _, _ in single)
+    s_cpu = statistics.median(u for _, _, u in single)
+    b = statistics.median(r for r, _, _ in batched)
+    rss = max(m for _, m, _ in single + batched)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
-        f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, runs={args.runs} (medians)"
+        f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, runs={args.runs} (medians), load average at the end {load}"
     )
-    print(f"baseline  nats-py pull+callback+ack ceiling : {c:>10,.0f} msg/s")
+    print(
+        f"baseline  nats-py pull+callback+ack ceiling : {c:>10,.0f} msg/s  (event loop {c_cpu:.2f} µs CPU a message)"
+    )
     print(
         f"daemon    1 reading/msg (2 fields) -> SQLite : {s:>10,.0f} readings/s  ({s / c:.2f}x baseline, goal >= 50,000)"
+    )
+    print(
+        f"          its event loop                     : {s_cpu:>10.2f} µs CPU a message ({c_cpu / s_cpu:.2f}x baseline's speed)"
     )
     print(
         f"daemon    100 readings/msg -> SQLite         : {b:>10,.0f} readings/s  ({b / c:.2f}x baseline, goal >= 200,000)"
