@@ -44,6 +44,8 @@ def connect_options(
         # about 0.3 µs an ack for nothing.
         "skip_subject_validation": True,
     }
+    if s.nats_inbox_prefix:  # a user allowed to subscribe only below its own prefix
+        opts["inbox_prefix"] = s.nats_inbox_prefix
     if s.nats_user:
         opts["user"], opts["password"] = s.nats_user, s.nats_password
     if s.nats_token:

@@ -132,7 +132,7 @@ class Daemon:
             log.debug("connected to NATS at %s", self._server(nc))
             js = nc.jetstream()
             if s.create_streams:
-                await ensure_streams(js)
+                await ensure_streams(js, replicas=s.stream_replicas)
             max_ack_pending = max(20_000, 2 * self.in_hand.max_msgs)
             ack_wait = await ensure_consumer(
                 js, s.durable, max_ack_pending=max_ack_pending, ack_wait_s=s.ack_wait_s

@@ -9,50 +9,128 @@ more requests" (JetStream is the buffer while the store is down).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections import deque
-from typing import NamedTuple
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import NamedTuple, TypeVar
 
+import nats.errors
 from nats.js import JetStreamContext, api
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NotFoundError, ServiceUnavailableError
 
+from ingest_daemon.settings import SettingsError, stream_replicas_from_env
 from telemetry_core.subjects import DLQ_STREAM, DLQ_SUBJECTS, STREAM, STREAM_SUBJECTS
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 STREAM_MAX_AGE_S = 7 * 86400  # JetStream buffers up to a week of outage
 DUPLICATE_WINDOW_S = 120
 
 
-async def ensure_streams(js: JetStreamContext) -> None:
-    """Create ``IOT`` and ``IOT_DLQ`` when missing; verify (never rewrite) existing ones."""
+class StreamMismatch(SettingsError):
+    """An existing stream cannot give what the settings ask for (fewer replicas)."""
+
+
+# Answers that mean "JetStream is not ready yet": a cluster electing its meta leader or a
+# stream leader answers nothing (timeout, no responders) or 503 for a few seconds.
+NOT_READY = (ServiceUnavailableError, nats.errors.TimeoutError, nats.errors.NoRespondersError)
+READY_WAIT_S = 60.0
+
+
+async def retry_not_ready(
+    call: Callable[[], Awaitable[T]], what: str, wait_s: float = READY_WAIT_S
+) -> T:
+    """``call()`` again while JetStream is not ready (a cluster starting or electing a
+    leader), with backoff, for up to ``wait_s``; then the last error is raised."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.2
+    while True:
+        try:
+            return await call()
+        except NOT_READY as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: JetStream not ready (%s); retrying", what, type(exc).__name__)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 3.0)
+
+
+async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> None:
+    """Create ``IOT`` and ``IOT_DLQ`` when missing, with ``replicas`` (default:
+    ``TELEMETRY_STREAM_REPLICAS``, else 1); verify (never rewrite) existing ones.
+
+    An existing stream with fewer replicas than asked is an error (``StreamMismatch``):
+    whoever set 3 counts on surviving a server loss, and a log line nobody reads would
+    hide that the data sits on one server. More replicas than asked is only noted: the
+    stream is safer than asked for, and a daemon started without the variable must not
+    stop a cluster's ingest."""
+    if replicas is None:
+        replicas = stream_replicas_from_env()
     for name, subjects, max_age in (
         (STREAM, list(STREAM_SUBJECTS), STREAM_MAX_AGE_S),
         (DLQ_STREAM, list(DLQ_SUBJECTS), None),
     ):
         try:
-            info = await js.stream_info(name)
+            info = await retry_not_ready(partial(js.stream_info, name), f"stream {name}")
         except NotFoundError:
-            config = api.StreamConfig(
-                name=name,
-                subjects=subjects,
-                storage=api.StorageType.FILE,
-                duplicate_window=DUPLICATE_WINDOW_S,
-                max_age=max_age,
-            )
-            try:
-                await js.add_stream(config)
-                log.info("created stream %s (%s)", name, ", ".join(subjects))
-            except BadRequestError:  # another daemon created it at the same moment
-                info = await js.stream_info(name)
-            continue
+            concurrent = await _create_stream(js, name, subjects, max_age, replicas)
+            if concurrent is None:
+                continue
+            info = concurrent
         missing = set(subjects) - set(info.config.subjects or [])
         if missing:
             log.warning(
                 "stream %s exists without subjects %s: readings may not reach it", name, missing
             )
+        _check_replicas(name, info.config.num_replicas or 1, replicas)
+
+
+def _check_replicas(name: str, actual: int, wanted: int) -> None:
+    if actual < wanted:
+        raise StreamMismatch(
+            f"stream {name} has {actual} replica(s) but TELEMETRY_STREAM_REPLICAS={wanted}: "
+            f"raise them (nats stream edit {name} --replicas {wanted}) or set "
+            f"TELEMETRY_STREAM_REPLICAS={actual}"
+        )
+    if actual > wanted:
+        log.info(
+            "stream %s has %d replicas (TELEMETRY_STREAM_REPLICAS=%d): using it as it is",
+            name,
+            actual,
+            wanted,
+        )
+
+
+async def _create_stream(
+    js: JetStreamContext, name: str, subjects: list[str], max_age: int | None, replicas: int
+) -> api.StreamInfo | None:
+    """Create the stream; None when we created it, the stream's info when another process
+    did at the same moment (to be verified like any existing stream)."""
+    config = api.StreamConfig(
+        name=name,
+        subjects=subjects,
+        storage=api.StorageType.FILE,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        max_age=max_age,
+        num_replicas=replicas,
+    )
+    try:
+        await retry_not_ready(lambda: js.add_stream(config), f"create stream {name}")
+    except APIError as exc:  # another daemon created it at the same moment, or refused
+        try:
+            return await retry_not_ready(lambda: js.stream_info(name), f"stream {name}")
+        except NotFoundError:
+            raise StreamMismatch(
+                f"NATS refused to create stream {name} with {replicas} replica(s) "
+                f"(TELEMETRY_STREAM_REPLICAS): {exc.description}"
+            ) from None
+    log.info("created stream %s (%s), %d replica(s)", name, ", ".join(subjects), replicas)
+    return None
 
 
 async def ensure_consumer(
@@ -72,14 +150,15 @@ async def ensure_consumer(
         filter_subject="iot.>",
         max_waiting=512,
     )
+    what = f"durable consumer {durable}"
     try:
-        info = await js.consumer_info(STREAM, durable)
+        info = await retry_not_ready(lambda: js.consumer_info(STREAM, durable), what)
     except NotFoundError:
         try:
-            info = await js.add_consumer(STREAM, config)
+            info = await retry_not_ready(lambda: js.add_consumer(STREAM, config), what)
             log.info("created durable consumer %s on %s", durable, STREAM)
-        except BadRequestError:
-            info = await js.consumer_info(STREAM, durable)  # created concurrently
+        except BadRequestError:  # created concurrently
+            info = await retry_not_ready(lambda: js.consumer_info(STREAM, durable), what)
     actual = float(info.config.ack_wait or ack_wait_s)
     if abs(actual - ack_wait_s) > 0.001:
         log.warning(

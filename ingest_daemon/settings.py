@@ -7,6 +7,7 @@ is the only form that is printed.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -17,6 +18,9 @@ from telemetry_core.subjects import DEFAULT_DURABLE
 
 class SettingsError(ValueError):
     pass
+
+
+INBOX_PREFIX = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 
 
 # Never printed: secrets, and the paths of files holding them (a path can name its owner,
@@ -33,6 +37,8 @@ ENV = {
     "tls_ca": "TELEMETRY_NATS_TLS_CA",
     "tls_cert": "TELEMETRY_NATS_TLS_CERT",
     "tls_key": "TELEMETRY_NATS_TLS_KEY",
+    "nats_inbox_prefix": "TELEMETRY_NATS_INBOX_PREFIX",
+    "stream_replicas": "TELEMETRY_STREAM_REPLICAS",
     "store_url": "TELEMETRY_STORE_URL",
     "config_path": "TELEMETRY_CONFIG",
     "durable": "TELEMETRY_DURABLE",
@@ -58,6 +64,14 @@ class Settings:
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    # Replies (pull deliveries, PubAcks, API answers) arrive on inbox subjects under this
+    # prefix; a NATS user restricted to its own prefix (``telemetry nats-config``) cannot
+    # read what JetStream delivers to anyone else. None: nats-py's ``_INBOX``.
+    nats_inbox_prefix: str | None = None
+    # Replicas of IOT and IOT_DLQ when the daemon creates them: 1 on one server, 3 on a
+    # cluster (each message stored on three servers; one may fail). Existing streams are
+    # verified against it (see ``jetstream.ensure_streams``).
+    stream_replicas: int = 1
     store_url: str = DEFAULT_STORE_URL
     config_path: str | None = None
     durable: str = DEFAULT_DURABLE
@@ -86,6 +100,15 @@ class Settings:
             raise SettingsError("max deliver must be at least 2")
         if not 1 <= self.ack_wait_s <= 3600:
             raise SettingsError("TELEMETRY_ACK_WAIT_S must be between 1 and 3600 seconds")
+        if not 1 <= self.stream_replicas <= 5:
+            raise SettingsError("TELEMETRY_STREAM_REPLICAS must be between 1 and 5")
+        if self.nats_inbox_prefix is not None and not INBOX_PREFIX.fullmatch(
+            self.nats_inbox_prefix
+        ):
+            raise SettingsError(
+                f"TELEMETRY_NATS_INBOX_PREFIX={self.nats_inbox_prefix!r} is not a subject "
+                "prefix (letters, digits, _ and -, tokens separated by dots, no wildcards)"
+            )
         if self.nats_user and not self.nats_password:
             raise SettingsError("TELEMETRY_NATS_USER is set but TELEMETRY_NATS_PASSWORD is not")
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -141,3 +164,15 @@ class Settings:
                 value = redact_url(value)
             out[f.name] = value
         return out
+
+
+def stream_replicas_from_env(environ: Mapping[str, str] | None = None) -> int:
+    """``TELEMETRY_STREAM_REPLICAS`` alone, validated as the daemon does: for tools that may
+    create the streams without the daemon's other settings (``telemetry simulate``), so a
+    stream they create first has the replicas the daemons expect."""
+    raw = (os.environ if environ is None else environ).get(ENV["stream_replicas"]) or "1"
+    try:
+        replicas = int(raw)
+    except ValueError:
+        raise SettingsError(f"TELEMETRY_STREAM_REPLICAS={raw!r} is not an integer") from None
+    return Settings(stream_replicas=replicas).stream_replicas

@@ -16,6 +16,8 @@ async def _quiet(_exc: Exception) -> None:
 def connect_options(settings: Any) -> dict[str, Any]:
     """Keyword arguments for ``nats.connect`` from daemon settings."""
     opts: dict[str, Any] = {"servers": [u.strip() for u in settings.nats_url.split(",")]}
+    if getattr(settings, "nats_inbox_prefix", None):  # the user's private inbox subjects
+        opts["inbox_prefix"] = settings.nats_inbox_prefix
     if settings.nats_user:
         opts["user"], opts["password"] = settings.nats_user, settings.nats_password
     if settings.nats_token:
