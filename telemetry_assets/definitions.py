@@ -21,7 +21,14 @@ import dagster as dg
 
 from telemetry_assets.assets import build_raw_points, build_rollup_assets
 from telemetry_assets.checks import build_checks
-from telemetry_assets.jobs import alert_job, anomaly_job, rollup_1h_job, rollup_15m_job
+from telemetry_assets.jobs import (
+    alert_job,
+    anomaly_job,
+    retention_job,
+    retention_schedule,
+    rollup_1h_job,
+    rollup_15m_job,
+)
 from telemetry_assets.partitions import build_partitions
 from telemetry_assets.resources import TelemetryStore, store_kind
 from telemetry_assets.schedules import build_rollup_15m_schedule
@@ -44,8 +51,8 @@ def build_defs(config: Config | None = None, *, store_url: str | None = None) ->
     return dg.Definitions(
         assets=[build_raw_points(kind), *rollups],
         asset_checks=build_checks(rollups),
-        jobs=[rollup_15m_job, rollup_1h_job, anomaly_job, alert_job],
-        schedules=[build_rollup_15m_schedule(config.rollups)],
+        jobs=[rollup_15m_job, rollup_1h_job, anomaly_job, alert_job, retention_job],
+        schedules=[build_rollup_15m_schedule(config.rollups), retention_schedule],
         sensors=[
             build_late_data_sensor(config.rollups.start_ns),
             rollup_1h_follow_sensor,

@@ -6,7 +6,7 @@ for the rollup maths. Times are int nanoseconds, windows half-open ``[start, end
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -160,3 +160,20 @@ class Store(Protocol):
     def ping(self) -> None: ...
 
     def close(self) -> None: ...
+
+    # Retention (telemetry_core.retention decides what may go; stores count and delete).
+    # Windows are of the level's width (15 minutes for raw points), labelled by start.
+    def retention_oldest(self, level: str | None, before_ns: int) -> int | None:
+        """Time (raw, level None) or window start (a rollup level) of the oldest row
+        before ``before_ns``; None when there is none."""
+        ...
+
+    def retention_counts(self, level: str | None, start_ns: int, end_ns: int) -> dict[int, int]:
+        """Rows per window in ``[start, end)``, windows without rows left out."""
+        ...
+
+    def retention_delete(self, level: str | None, expected: Mapping[int, int]) -> dict[int, int]:
+        """Delete every row of each window whose row count is still ``expected[ws]`` (a
+        window written since it was verified is left alone); returns the rows deleted
+        per window deleted."""
+        ...

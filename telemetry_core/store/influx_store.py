@@ -12,7 +12,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from telemetry_core.identifiers import check_series_key
@@ -228,6 +228,23 @@ class InfluxStore(LateMixin, RollupMixin):
         from telemetry_core.store import redact_url
 
         return f"InfluxStore({redact_url(self.url)!r})"
+
+    # -- retention (telemetry_core.retention decides what goes; these count and delete) ---
+    def retention_oldest(self, level: str | None, before_ns: int) -> int | None:
+        from telemetry_core.store import influx_retention
+
+        return influx_retention.oldest(self.query, level, before_ns)
+
+    def retention_counts(self, level: str | None, start_ns: int, end_ns: int) -> dict[int, int]:
+        from telemetry_core.store import influx_retention
+
+        return influx_retention.counts(self.query, level, start_ns, end_ns)
+
+    def retention_delete(self, level: str | None, expected: Mapping[int, int]) -> dict[int, int]:
+        from telemetry_core.store import influx_retention
+
+        self._ensure()
+        return influx_retention.delete(self.query, self._writer, level, expected)
 
 
 __all__ = ["InfluxRequestError", "InfluxStore"]

@@ -50,10 +50,14 @@ def test_snapshot(defs):
     assert sorted(n for n in repo.job_names if not n.startswith("__")) == [
         "alert_job",
         "anomaly_job",
+        "retention_job",
         "rollup_15m_job",
         "rollup_1h_job",
     ]
-    assert sorted(s.name for s in repo.schedule_defs) == ["rollup_15m_schedule"]
+    assert sorted(s.name for s in repo.schedule_defs) == [
+        "retention_schedule",
+        "rollup_15m_schedule",
+    ]
     assert sorted(s.name for s in repo.sensor_defs) == [
         "alert_sensor",
         "anomaly_sensor",
