@@ -16,6 +16,7 @@ measures it.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -35,7 +36,7 @@ Point = tuple[str, str, str, str, int, float]
 
 @dataclass(frozen=True)
 class ApplyResult:
-    matched: int = 0  # points some rule looked at
+    matched: int = 0  # points that could change some key (outside the band, or a hot series)
     transitions: int = 0  # state changes written (pending starts/clears included)
     fired: int = 0
     resolved: int = 0
@@ -124,8 +125,17 @@ class ThresholdEngine:
             scope = (r.measurement, r.field, r.site_id, r.device_id)
             self._scoped.setdefault(scope, []).append(r)
             self._fields_of.setdefault(r.measurement, set()).add(r.field)
+        # measurement -> field -> (lo, hi): inside [lo, hi] a value is in bounds for every
+        # rule of that field, whatever its scope (the highest `below`, the lowest `above`)
+        self._band: dict[str, dict[str, tuple[float, float]]] = {}
+        for r in config.thresholds:
+            lo, hi = self._band.setdefault(r.measurement, {}).get(r.field, (-math.inf, math.inf))
+            lo = lo if r.below is None else max(lo, r.below)
+            hi = hi if r.above is None else min(hi, r.above)
+            self._band[r.measurement][r.field] = (lo, hi)
         self._cache: dict[AlertKey, KeyState] = {}
         self._epoch: int | None = None  # epoch the cache is exact at; None = not loaded
+        self._hot: set[tuple[str, str, str, str]] = set()  # series with a key not ok
 
     def match(
         self, points: Sequence[Point], seqs: Sequence[int] | None = None
@@ -159,15 +169,60 @@ class ThresholdEngine:
                     out[AlertKey(rule.name, m, s, d, f)] = summary
         return out
 
+    def candidates(
+        self, points: Sequence[Point], seqs: Sequence[int] | None
+    ) -> tuple[list[Point], list[int]] | None:
+        """The points that can change some key's state, with their sequences; None when no
+        point is even named by a rule (then the database is not read at all).
+
+        A value inside its field's band is in bounds for every rule, so a series matters
+        only if one of its readings in the batch is outside the band, or one of its keys is
+        pending or firing (``_hot``, exact after _refresh); the readings of every other
+        series are dropped here, before any grouping or sorting."""
+        band = self._band
+        named = False
+        for p in points:
+            fields = band.get(p[0])
+            if fields is not None and p[3] in fields:
+                named = True
+                break
+        if not named:
+            return None
+        with self.db.read() as conn:
+            self._refresh(conn)
+        hot = set(self._hot)
+        named_at: list[int] = []
+        for i, p in enumerate(points):
+            fields = band.get(p[0])
+            if fields is None:
+                continue
+            bounds = fields.get(p[3])
+            if bounds is None:
+                continue
+            named_at.append(i)
+            if not bounds[0] <= p[5] <= bounds[1]:
+                hot.add(p[:4])  # every reading of this series in the batch counts now
+        keep: list[Point] = []
+        keep_seqs: list[int] = []
+        if not hot:
+            return keep, keep_seqs  # the steady state: nothing out of bounds, nothing pending
+        for i in named_at:
+            p = points[i]
+            if p[:4] in hot:
+                keep.append(p)
+                keep_seqs.append(i if seqs is None else seqs[i])
+        return keep, keep_seqs
+
     def apply(
         self, points: Sequence[Point], seqs: Sequence[int] | None, now_ns: int
     ) -> ApplyResult:
         """Evaluate a committed batch; persist every transition in one transaction."""
-        matched = self.match(points, seqs)
+        found = self.candidates(points, seqs)
+        if found is None:
+            return NOTHING
+        matched = self.match(*found)
         if not matched:
             return NOTHING
-        with self.db.read() as conn:
-            self._refresh(conn)
         plan = self._plan(matched)
         if not plan:
             return ApplyResult(matched=sum(len(r.items) for r in matched.values()))
@@ -182,6 +237,7 @@ class ThresholdEngine:
             self._cache.clear()
             raise
         self._epoch = new_epoch
+        self._rehot()
         return replace(result, matched=sum(len(r.items) for r in matched.values()))
 
     def _refresh(self, conn: sqlite3.Connection) -> None:
@@ -203,6 +259,14 @@ class ThresholdEngine:
             if row[0] in self.rules:
                 self._cache[AlertKey(*row[:5])] = KeyState(*row[5:])
         self._epoch = current
+        self._rehot()
+
+    def _rehot(self) -> None:
+        self._hot = {
+            (k.measurement, k.site_id, k.device_id, k.field)
+            for k, state in self._cache.items()
+            if state.status != "ok"
+        }
 
     def _plan(self, matched) -> dict[AlertKey, list[_Action]]:
         """Transitions per key, computed from the cache (exact at ``self._epoch``)."""
