@@ -21,6 +21,7 @@ from telemetry_core.alerts.rules import (
     Threshold,
     parse_rules,
 )
+from telemetry_core.errors import ConfigError
 from telemetry_core.identifiers import IdentifierError, check_field, check_name
 from telemetry_core.timeutil import TimestampError, format_rfc3339, parse_rfc3339, to_datetime
 from telemetry_core.windows import HOUR_NS
@@ -37,10 +38,6 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
-
-
-class ConfigError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from telemetry_core.errors import ConfigError
+
 if TYPE_CHECKING:
     from telemetry_core.config import Config
 
@@ -39,8 +41,6 @@ class Secrets:
 
 def decode_secret(value: str, variable: str, where: str = "") -> bytes:
     """``whsec_<base64>`` -> key bytes; the error names ``variable``, never the value."""
-    from telemetry_core.config import ConfigError
-
     where = f"{where}: " if where else ""
 
     if not value.startswith(PREFIX):
@@ -66,8 +66,6 @@ def resolve_secrets(config: Config, environ: Mapping[str, str] | None = None) ->
 
     The daemon, the Dagster jobs and the CLI call this at start; it raises ConfigError for
     the first webhook whose variable is unset, empty or malformed."""
-    from telemetry_core.config import ConfigError
-
     env = os.environ if environ is None else environ
     keys: dict[str, bytes] = {}
     for hook in config.alerts.webhooks:

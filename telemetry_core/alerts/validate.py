@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from telemetry_core.errors import ConfigError
 from telemetry_core.identifiers import IdentifierError, check_field, check_name
 
 SEVERITIES = ("info", "warning", "critical")
@@ -19,8 +20,6 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def error(message: str) -> Exception:
-    from telemetry_core.config import ConfigError
-
     return ConfigError(message)
 
 
