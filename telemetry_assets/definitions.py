@@ -20,6 +20,7 @@ import os
 import dagster as dg
 
 from telemetry_assets.assets import build_raw_points, build_rollup_assets
+from telemetry_assets.assets.metadata import describe_assets
 from telemetry_assets.checks import build_checks
 from telemetry_assets.jobs import (
     alert_job,
@@ -49,7 +50,7 @@ def build_defs(config: Config | None = None, *, store_url: str | None = None) ->
     partitions = build_partitions(config.rollups.start_ns)
     rollups = build_rollup_assets(partitions, kind)
     return dg.Definitions(
-        assets=[build_raw_points(kind), *rollups],
+        assets=describe_assets([build_raw_points(kind), *rollups], store_url),
         asset_checks=build_checks(rollups),
         jobs=[rollup_15m_job, rollup_1h_job, anomaly_job, alert_job, retention_job],
         schedules=[build_rollup_15m_schedule(config.rollups), retention_schedule],
