@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "telemetry_cli.dlq",
     "telemetry_cli.alerts",
     "telemetry_cli.api",
+    "telemetry_cli.nats_config_cmd",
 )
 
 

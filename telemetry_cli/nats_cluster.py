@@ -8,6 +8,7 @@ ports and store, as a crashed machine coming back would be.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -42,7 +43,10 @@ class LocalCluster:
         self.procs: dict[str, subprocess.Popen | None] = {n.name: None for n in self.nodes}
         for node in self.nodes:
             (root / node.name).mkdir(parents=True, exist_ok=True)
-            conf = node_config(node, peers=self.nodes, cluster_name=name, include=include)
+            # nats-server resolves an include against the including file's folder, even
+            # when the path is absolute
+            rel = os.path.relpath(include, root / node.name) if include else None
+            conf = node_config(node, peers=self.nodes, cluster_name=name, include=rel)
             self.conf_path(node.name).write_text(conf)
 
     def conf_path(self, name: str) -> Path:
