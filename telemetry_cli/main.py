@@ -57,12 +57,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from ingest_daemon.settings import SettingsError  # e.g. a stream with too few replicas
     from telemetry_core.config import ConfigError
     from telemetry_core.identifiers import IdentifierError
     from telemetry_core.store import StoreError, StoreUnavailable
     from telemetry_core.timeutil import TimestampError
 
-    return (CliError, ConfigError, IdentifierError, StoreError, StoreUnavailable, TimestampError)
+    return (
+        CliError,
+        ConfigError,
+        IdentifierError,
+        SettingsError,
+        StoreError,
+        StoreUnavailable,
+        TimestampError,
+    )
 
 
 TIME_OPTIONS = ("--start", "--end", "--since")

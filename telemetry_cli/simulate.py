@@ -80,9 +80,12 @@ async def simulate(args: argparse.Namespace) -> int:
     from telemetry_core.fleet import Fleet, Spikes
 
     url = args.nats_url or os.environ.get("TELEMETRY_NATS_URL") or "nats://127.0.0.1:4222"
+    servers = [u.strip() for u in url.split(",") if u.strip()]  # a cluster: every node's URL
     try:
-        nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=3, error_cb=_quiet)
-    except (NoServersError, OSError, TimeoutError):
+        nc = await nats.connect(
+            servers, connect_timeout=3, max_reconnect_attempts=3, error_cb=_quiet
+        )
+    except (NoServersError, OSError, TimeoutError, ValueError):
         raise CliError(f"cannot connect to NATS at {url}") from None
     js = nc.jetstream()
     await ensure_streams(js)
