@@ -7,6 +7,7 @@ It lives here, not in ``telemetry_cli``, so the daemon depends only on the core:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ingest_daemon.settings import Settings, SettingsError
@@ -47,14 +48,16 @@ def run(args: argparse.Namespace) -> int:
     the daemon runs until SIGTERM/SIGINT. Raises the core's user errors (``SettingsError``,
     ``ConfigError``, ``StoreError``, ...) for the caller to print as one line."""
     from ingest_daemon.runner import run_daemon
+    from telemetry_core.alerts import resolve_secrets
     from telemetry_core.config import load_config
     from telemetry_core.store import open_store
 
     settings = Settings.load(**{k: getattr(args, k) for k in FLAG_SETTINGS})
-    load_config(settings.config_path)  # fail fast on a bad config file
+    config = load_config(settings.config_path)  # fail fast on a bad config file
+    resolve_secrets(config, os.environ)  # and on a missing or malformed webhook secret
     if args.check:
         open_store(settings.store_url).close()
-        print("settings and config are valid")
+        print("settings, config, secrets and store are valid")
         return 0
     return run_daemon(settings)
 

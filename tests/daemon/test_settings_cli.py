@@ -118,3 +118,23 @@ def test_every_subcommand_explains_itself():
     for command in ("demo", "ingest", "simulate", "query"):
         result = telemetry(command, "--help")
         assert result.returncode == 0 and len(result.stdout) > 200, command
+
+
+@pytest.mark.parametrize(
+    ("secret", "needle"),
+    [(None, "TELEMETRY_TEST_HOOK_SECRET"), ("not-a-secret", "TELEMETRY_TEST_HOOK_SECRET")],
+)
+def test_check_refuses_a_missing_or_malformed_webhook_secret(tmp_path, secret, needle):
+    config = tmp_path / "t.toml"
+    config.write_text(
+        '[[alerts.webhooks]]\nname = "ops"\nurl = "http://127.0.0.1:9/hook"\n'
+        'secret_env = "TELEMETRY_TEST_HOOK_SECRET"\n'
+    )
+    env = {"TELEMETRY_STORE_URL": f"sqlite:///{tmp_path / 't.db'}"}
+    if secret is not None:
+        env["TELEMETRY_TEST_HOOK_SECRET"] = secret
+    result = telemetry("ingest", "--check", "--config", str(config), **env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+    assert secret is None or secret not in result.stderr
