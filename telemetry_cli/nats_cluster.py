@@ -22,7 +22,13 @@ from telemetry_cli.services import free_port, nats_server_binary, stop_process, 
 
 class LocalCluster:
     def __init__(
-        self, root: Path, size: int = 3, *, include: str | None = None, name: str = "telemetry"
+        self,
+        root: Path,
+        size: int = 3,
+        *,
+        include: str | None = None,
+        name: str = "telemetry",
+        mqtt: bool = False,
     ) -> None:
         binary = nats_server_binary()
         if binary is None:
@@ -37,6 +43,7 @@ class LocalCluster:
                 root / f"n{i + 1}" / "js",
                 cluster_port=free_port() if clustered else None,
                 http_port=free_port(),
+                mqtt_port=free_port() if mqtt else None,
             )
             for i in range(size)
         ]

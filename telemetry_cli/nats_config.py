@@ -149,6 +149,7 @@ class NodeSpec:
     host: str = "127.0.0.1"
     cluster_port: int | None = None  # None: not clustered
     http_port: int | None = None  # monitoring (/healthz, /jsz, /connz)
+    mqtt_port: int | None = None  # MQTT listener (same users and permissions as NATS)
 
     @property
     def url(self) -> str:
@@ -184,6 +185,8 @@ def node_config(
             f"  routes: {_list(routes)}",
             "}",
         ]
+    if node.mqtt_port is not None:  # needs JetStream and server_name, both set above
+        lines += ["mqtt {", f"  listen: {_q(f'{node.host}:{node.mqtt_port}')}", "}"]
     if include:
         lines.append(f"include {_q(include)}")
     return "\n".join(lines) + "\n"

@@ -66,7 +66,7 @@ def secured(tmp_path: Path) -> Iterator[Secured]:
     assert set(creds) == {"ingest", "operator", "devices-site-a", "devices-site-b"}
     for user, values in creds.items():  # no secret on the command's output
         assert values["TELEMETRY_NATS_PASSWORD"] not in done.stdout + done.stderr, user
-    server = LocalCluster(tmp_path / "nats", 1, include=str(out / AUTH_FILE))
+    server = LocalCluster(tmp_path / "nats", 1, include=str(out / AUTH_FILE), mqtt=True)
     try:
         server.start()
         yield Secured(server, creds, tmp_path)
@@ -235,3 +235,50 @@ def test_sites_publish_only_their_own_subjects_and_only_the_daemon_reads(secured
         code = daemon.stop()
     assert code == 0, daemon.log()
     assert not [v for v in s.violations() if "user:ingest" in v]
+
+
+async def stream_subjects(s: Secured) -> dict[str, int]:
+    """Messages per subject in stream IOT (creating the streams first), as the daemon sees."""
+    from ingest_daemon.jetstream import ensure_streams
+
+    nc = await connect_as(s, "ingest", [])
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, 1)
+        info = await js.stream_info("IOT", subjects_filter="iot.>")
+        return dict(info.state.subjects or {})
+    finally:
+        await nc.close()
+
+
+def test_mqtt_devices_meet_the_same_walls(secured):
+    """The same users log in over the server's MQTT listener: a site-a device may publish on
+    its own topics only. MQTT 3.1.1 has no negative PUBACK, so the refused QoS 1 publish is
+    still acknowledged to the device; the server's log and the stream tell the truth."""
+    mqtt = pytest.importorskip("paho.mqtt.client", reason="paho-mqtt (dev extra) not installed")
+    s = secured
+    assert asyncio.run(stream_subjects(s)) == {}
+    port = s.server.nodes[0].mqtt_port
+    assert port is not None
+    creds = s.creds["devices-site-a"]
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="meter-a-1")
+    client.username_pw_set(creds["TELEMETRY_NATS_USER"], creds["TELEMETRY_NATS_PASSWORD"])
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        # site-b first: once site-a's later message is in the stream, the earlier one on the
+        # same connection was decided too.
+        for topic in ("iot/energy/site-b/meter-1", "iot/energy/site-a/meter-1"):
+            sent = client.publish(topic, json.dumps(reading(5.0)), qos=1)
+            sent.wait_for_publish(timeout=10)
+        wait_until(
+            lambda: asyncio.run(stream_subjects(s)) == {"iot.energy.site-a.meter-1": 1},
+            30,
+            "the site-a MQTT reading in the stream",
+        )
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    walls = s.violations()
+    assert len(walls) == 1 and '"meter-a-1"' in walls[0], walls
+    assert 'Publish Violation - Subject "iot.energy.site-b.meter-1"' in walls[0]
