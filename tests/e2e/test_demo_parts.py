@@ -149,7 +149,8 @@ def test_history_is_seeded_once_without_late_marks(tmp_path):
     store = open_store(url)
     try:
         raw = store.read_points(start, end)
-        assert raw.height == points == 360 * 16 * 2  # every 10 s, 16 devices, 2 fields each
+        steps = 3600 // int(demo_setup.HISTORY_INTERVAL_S)
+        assert raw.height == points == steps * 16 * 2  # 16 devices, 2 fields each
         assert store.late_windows(100) == []  # nothing for the late-data sensor to re-run
         power = raw.filter(raw["field"] == "power_w")["value"]
         assert power.max() > 5000  # the spikes are in the history too
@@ -169,7 +170,7 @@ def test_history_stops_where_a_previous_run_began(tmp_path):
         store.write_points([("energy", "site-a", "meter-1", "power_w", end - 600 * NS, 1.0)])
         points, start, seeded_end = demo_setup.seed_history(url, 1, 4, 1.0, end)
         assert (start, seeded_end) == (end - 3600 * NS, end - 600 * NS)
-        assert points == 300 * 4 * 2
+        assert points == 3000 // int(demo_setup.HISTORY_INTERVAL_S) * 4 * 2
         assert store.read_points(end - 600 * NS, end).height == 1
     finally:
         store.close()

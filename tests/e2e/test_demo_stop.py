@@ -102,8 +102,10 @@ def start_demo(state: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("TELEMETRY_CONFIG", None)
     env.pop("TELEMETRY_STORE_URL", None)
+    env["TELEMETRY_MQTT_PORT"] = str(free_port())  # 1883 may be another broker's
     cmd = [sys.executable, "-m", "telemetry_cli", "demo", "--state-dir", str(state)]
     cmd += ["--dagster-port", str(port), "--rate", "20", "--sites", "1", "--devices", "2"]
+    cmd += ["--api-port", "0"]
     return subprocess.Popen(
         cmd,
         env=env,
