@@ -79,12 +79,18 @@ def reconcile(
 
 def raw_rollup_in_polars(s: Store, start: int, end: int, width_ns: int) -> pl.DataFrame:
     """Partials of the raw points recomputed outside the store (``rollup_raw``), a day
-    of raw points at a time."""
+    of raw points at a time.
+
+    The points come from the store's plain scan when it has one (``SqliteStore.scan_points``:
+    no ORDER BY, no join in SQL), else from ``read_points``; ``rollup_raw`` orders by time
+    itself, so the order does not matter. Either way the store only *reads* rows here: the
+    aggregation being checked (``aggregate_raw``) is not involved."""
+    read = getattr(s, "scan_points", None) or s.read_points
     chunks = [
-        rollup_raw(s.read_points(a, min(a + RAW_CHUNK_NS, end)), width_ns)
+        rollup_raw(read(a, min(a + RAW_CHUNK_NS, end)), width_ns)
         for a in range(start, end, RAW_CHUNK_NS)
     ]
-    return pl.concat(chunks) if chunks else rollup_raw(s.read_points(start, start), width_ns)
+    return pl.concat(chunks) if chunks else rollup_raw(read(start, start), width_ns)
 
 
 def describe_reconciliation(spec: RollupSpec) -> tuple[str, str]:

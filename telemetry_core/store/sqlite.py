@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+_SCAN_BLOCK = 200_000  # rows per fetch in scan_points: bounded Python-object churn
 MAX_WINDOWS_PER_REPLACE = 200_000  # ~5.7 years of 15-minute windows: a bigger range is a bug
 
 
@@ -270,6 +271,35 @@ class SqliteStore:
         with self._lock, self._translate():
             rows = self._conn.execute(sql, [start_ns, end_ns, *params]).fetchall()
         return _frame(rows, RAW_SCHEMA)
+
+    def scan_points(self, start_ns: int, end_ns: int) -> pl.DataFrame:
+        """Every raw point in ``[start, end)``, columns as :meth:`read_points`, in no
+        promised order. For consumers that aggregate anyway (the raw reconciliation
+        check): no ``ORDER BY`` and no join in SQL, rows fetched in blocks straight into
+        frames, series names joined in polars. About 4x faster than ``read_points``."""
+        import polars as pl
+
+        with self._lock, self._translate():
+            cursor = self._conn.execute(
+                "SELECT time, series_id, value FROM raw WHERE time >= ? AND time < ?",
+                (start_ns, end_ns),
+            )
+            schema = {"time": pl.Int64, "series_id": pl.Int64, "value": pl.Float64}
+            blocks = [pl.DataFrame(schema=schema)]
+            while rows := cursor.fetchmany(_SCAN_BLOCK):
+                blocks.append(pl.DataFrame(rows, schema=schema, orient="row"))
+            # Series after points: a series is committed no later than its first point, so
+            # every id read above is known (a writer may add series in between).
+            series = self._conn.execute(
+                "SELECT id, measurement, site_id, device_id, field FROM series"
+            ).fetchall()
+        names = pl.DataFrame(
+            series,
+            schema={"series_id": pl.Int64, **{c: pl.String for c in KEY_COLUMNS}},
+            orient="row",
+        )
+        points = pl.concat(blocks).join(names, on="series_id", how="left")
+        return points.select(list(RAW_SCHEMA))
 
     def aggregate_raw(
         self, start_ns: int, end_ns: int, width_ns: int, *, site_id: str | None = None
