@@ -280,13 +280,13 @@ def main() -> None:
             f"{what}: 1 server R1 + 1 daemon {one:>9,.0f} readings/s | 3 nodes R3 + 2 daemons "
             f"{three:>9,.0f} readings/s | ratio {three / one:.2f}"
         )
-    gaps = ", ".join(f"{f['gap']:.1f}" for f in fails)
+    gaps = ", ".join(f"{f['gap']:.1f}/{f['pub_stall']:.1f}" for f in fails)
     gap = statistics.median(f["gap"] for f in fails)
     stall = statistics.median(f["pub_stall"] for f in fails)
     resume = statistics.median(f["resume"] for f in fails)
     print(
         f"failover (leaders' node SIGKILLed, 200 msg/s x 10 readings): longest gap between stored "
-        f"readings {gap:.1f} s (runs: {gaps}); first "
+        f"readings {gap:.1f} s (runs, gap/PubAck wait: {gaps}); first "
         f"store after the kill {resume:.1f} s; publisher's longest PubAck wait {stall:.1f} s"
     )
 

@@ -28,6 +28,11 @@ from telemetry_core.subjects import STREAM
 log = logging.getLogger(__name__)
 
 TERMINAL_STATUS = ("404", "408", "409")  # no messages, request expired, request ended
+# "No responders": the consumer has no leader (a cluster electing one after a server loss),
+# the request is gone. Ask again after a pause: without it, every retry is answered at once
+# (a hot loop); waiting out the request's expiry instead cost up to 4 s more of failover.
+NO_LEADER_STATUS = "503"
+NO_LEADER_RETRY_S = 0.25
 
 
 class Consumer:
@@ -57,6 +62,7 @@ class Consumer:
         self._nc: Client | None = None
         self._inbox = ""
         self._sub: Subscription | None = None
+        self._pull_after = 0.0  # no pull request before this (monotonic), after a 503
 
     async def subscribe(self, nc: Client) -> None:
         self._nc = nc
@@ -89,6 +95,7 @@ class Consumer:
                 and nc.is_connected
                 and requests.count < 2
                 and room >= max(1, min(self.pull_batch, capacity) // 2)
+                and time.monotonic() >= self._pull_after
             ):
                 n = min(self.pull_batch, room)
                 try:
@@ -105,8 +112,13 @@ class Consumer:
         """The per-message hot path: status check, credit, decode, into the batch."""
         headers = msg.headers
         if not msg.reply:
-            if headers and headers.get("Status") in TERMINAL_STATUS:
+            status = headers.get("Status") if headers else None
+            if status in TERMINAL_STATUS:
                 self.requests.ended()
+                self.wake.set()
+            elif status == NO_LEADER_STATUS:
+                self.requests.ended()
+                self._pull_after = time.monotonic() + NO_LEADER_RETRY_S
                 self.wake.set()
             return
         if self.requests.delivered():
