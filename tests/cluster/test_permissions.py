@@ -102,7 +102,7 @@ async def try_publish(s: Secured, user: str, subject: str, payload: dict) -> tup
         acked = True
     except nats.errors.TimeoutError:
         acked = False
-    await asyncio.sleep(0.3)  # the server's -ERR follows the refused publish
+    await nc.flush()  # the server's -ERR for a refused publish comes before this PONG
     await nc.close()
     return acked, errors
 
@@ -121,7 +121,7 @@ async def try_read(s: Secured, user: str, subject: str) -> list[str]:
     await nc.flush()
     acked, _ = await try_publish(s, "devices-site-a", "iot.energy.site-a.meter-9", reading(9.0))
     assert acked
-    await asyncio.sleep(0.5)
+    await nc.flush()  # anything routed to us before the PubAck arrives before this PONG
     await nc.close()
     return [f"received {g}" for g in got] + errors
 
@@ -136,7 +136,7 @@ async def api_request(s: Secured, user: str, subject: str) -> tuple[bool, list[s
         answered = True
     except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
         answered = False
-    await asyncio.sleep(0.3)
+    await nc.flush()
     await nc.close()
     return answered, errors
 
