@@ -307,6 +307,12 @@ def report_backfill(b: dict, compute: float) -> tuple[float, float]:
         f"  data complete (last run succeeded) {data_done:.1f}s after launch; the daemon "
         f"marked the backfill {b['status']} at {b['marked']:.1f}s"
     )
+    if b["ticks"]:
+        print(
+            f"  of which {b['ticks'][0]:.1f}s until the daemon's first pass (the phase: 0-30 s,"
+            f" wherever the launch falls in its 30 s cycle; here the daemon started just before"
+            f" the launch) and {data_done - b['ticks'][0]:.1f}s from that pass to data complete"
+        )
     print(f"  inside runs {inside:.1f}s = {inside / compute:.1f}x compute ({compute:.1f}s)")
     return data_done, inside
 
