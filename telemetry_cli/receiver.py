@@ -60,10 +60,10 @@ def describe(payload: dict) -> str:
     where = f"{data.get('site_id')}/{data.get('device_id')}"
     value = data.get("value")
     shown = f"{value:g}" if isinstance(value, int | float) else str(value)
-    return (
-        f"ALERT {state:<8} {data.get('severity', '?'):<8} {data.get('rule')}: "
-        f"{data.get('measurement')}.{data.get('field')} = {shown} at {where}"
-    )
+    series = f"{data.get('measurement')}.{data.get('field')}"
+    # a resolved event carries the value that fired the alert, not the in-bounds one
+    what = f"{series} = {shown}" if state != "resolved" else f"{series} (fired at {shown})"
+    return f"ALERT {state:<8} {data.get('severity', '?'):<8} {data.get('rule')}: {what} at {where}"
 
 
 class Receiver:

@@ -200,3 +200,13 @@ def test_ports_in_use_are_one_line_errors():
             demo_setup.check_ports({"MQTT": (receiver.port, "set TELEMETRY_MQTT_PORT")})
     finally:
         receiver.stop()
+
+
+def test_a_resolved_alert_names_the_value_that_fired_it():
+    from telemetry_cli.receiver import describe
+
+    payload = json.loads(BODY)
+    payload["type"] = "alert.resolved"
+    line = describe(payload)
+    assert line.startswith("ALERT resolved critical power-high: energy.power_w (fired at 7012.5)")
+    assert line.endswith("at site-a/meter-2")
