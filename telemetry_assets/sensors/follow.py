@@ -6,6 +6,8 @@ the hour(s) it touched are recomputed with the same site scope. Backfills are le
 late-data sensor's runs (that sensor sequences its own hourly runs).
 """
 
+import time
+
 import dagster as dg
 
 from telemetry_assets.assets.common import LATE_BATCH_TAG, SITE_TAG
@@ -26,8 +28,10 @@ def wrote_quarters(run: dg.DagsterRun) -> bool:
     return bool(run.asset_selection) and QUARTER_ASSET in run.asset_selection
 
 
-def hours_of_run(tags: dict[str, str]) -> tuple[str, str] | None:
-    """First and last hourly partition key covering the run's 15-minute key or range."""
+def hours_of_run(tags: dict[str, str], now_ns: int) -> tuple[str, str] | None:
+    """First and last hourly partition key covering the run's 15-minute key or range,
+    leaving out the hour still running: it is no partition yet (Dagster would refuse the
+    request), and the run of its last quarter, after the hour ends, brings it in."""
     first = tags.get(RANGE_START_TAG) or tags.get(PARTITION_TAG)
     last = tags.get(RANGE_END_TAG) or tags.get(PARTITION_TAG)
     if not first or not last:
@@ -36,14 +40,18 @@ def hours_of_run(tags: dict[str, str]) -> tuple[str, str] | None:
         a, b = parse_partition_key(first), parse_partition_key(last)
     except ValueError:
         return None
-    return partition_key(window_start(a, HOUR_NS)), partition_key(window_start(b, HOUR_NS))
+    last_complete = window_start(now_ns, HOUR_NS) - HOUR_NS
+    first_hour, last_hour = window_start(a, HOUR_NS), min(window_start(b, HOUR_NS), last_complete)
+    if last_hour < first_hour:
+        return None
+    return partition_key(first_hour), partition_key(last_hour)
 
 
-def follow_requests(run: dg.DagsterRun) -> list[dg.RunRequest]:
+def follow_requests(run: dg.DagsterRun, now_ns: int | None = None) -> list[dg.RunRequest]:
     tags = dict(run.tags)
     if BACKFILL_TAG in tags or LATE_BATCH_TAG in tags or not wrote_quarters(run):
         return []
-    hours = hours_of_run(tags)
+    hours = hours_of_run(tags, time.time_ns() if now_ns is None else now_ns)
     if hours is None:
         return []
     first, last = hours
@@ -72,6 +80,6 @@ def rollup_1h_follow_sensor(context: dg.RunStatusSensorContext):
     requests = follow_requests(context.dagster_run)
     if not requests:
         return dg.SkipReason(
-            f"run {context.dagster_run.run_id} wrote no 15-minute rollups to follow"
+            f"run {context.dagster_run.run_id} wrote no 15-minute rollups of a finished hour"
         )
     return requests

@@ -260,3 +260,29 @@ def test_marks_before_the_configured_start_are_cleared_not_requested(store):
     )
     requests, _ = evaluate(LateState(), store, FakeStatuses(), first_ns=FIRST)
     assert [r.partition_key for r in requests] == ["2026-11-20-07:00", "2026-11-20-06:45"]
+
+
+def test_follow_sensor_leaves_out_the_hour_still_running(defs, instance, store):
+    """The running hour is no partition yet: requesting it fails every tick (Dagster's
+    DagsterUnknownPartitionError). The quarter of 06:45 ends the hour; earlier ones wait."""
+    from telemetry_core.timeutil import parse_rfc3339
+
+    store.write_points(fleet_points(START, 1))
+    job = defs.resolve_job_def("rollup_15m_job")
+    run = instance.get_run_by_id(
+        job.execute_in_process(instance=instance, partition_key="2026-11-20-06:15").run_id
+    )
+    assert follow_requests(run, now_ns=parse_rfc3339("2026-11-20T06:32:00Z")) == []
+    (request,) = follow_requests(run, now_ns=parse_rfc3339("2026-11-20T07:02:00Z"))
+    assert request.partition_key == "2026-11-20-06:00"
+    ranged = instance.get_run_by_id(
+        job.execute_in_process(
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": "2026-11-20-05:45",
+                "dagster/asset_partition_range_end": "2026-11-20-06:30",
+            },
+        ).run_id
+    )
+    (request,) = follow_requests(ranged, now_ns=parse_rfc3339("2026-11-20T06:40:00Z"))
+    assert request.partition_key == "2026-11-20-05:00"  # 06:00 is still running
