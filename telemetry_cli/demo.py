@@ -84,9 +84,20 @@ class Console:
 
 
 def _mqtt_port() -> int:
+    """TELEMETRY_MQTT_PORT when set (a port in use is then a one-line error); otherwise 1883,
+    or, when another broker already holds 1883 (Mosquitto often does on IoT machines), any
+    free port, said in one line: the default must not stop the demo from starting."""
+    from telemetry_cli import demo_setup as setup
     from telemetry_cli.errors import CliError
 
-    value = os.environ.get("TELEMETRY_MQTT_PORT") or "1883"
+    value = os.environ.get("TELEMETRY_MQTT_PORT")
+    if value is None or value == "":
+        if not setup.port_in_use(1883):
+            return 1883
+        port = setup.free_port()
+        print(f"MQTT port 1883 is taken by another program: using {port} "
+              "(set TELEMETRY_MQTT_PORT to choose)")  # fmt: skip
+        return port
     if not value.isdigit():
         raise CliError(f"TELEMETRY_MQTT_PORT must be a port number, got {value!r}")
     return int(value)

@@ -204,3 +204,34 @@ def test_a_taken_mqtt_port_is_a_one_line_error(tmp_path: Path):
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert f"MQTT port {port} is in use" in line and "TELEMETRY_MQTT_PORT" in line
+
+
+def test_default_mqtt_port_taken_falls_back_to_a_free_one(tmp_path: Path):
+    """Unset TELEMETRY_MQTT_PORT with 1883 taken (Mosquitto holds it on this machine; the
+    test takes it itself where it is free): the demo says so and runs MQTT elsewhere."""
+    import re
+    import socket
+
+    from telemetry_cli.demo_setup import port_in_use
+
+    holder = None
+    if not port_in_use(1883):
+        holder = socket.socket()
+        holder.bind(("127.0.0.1", 1883))
+        holder.listen()
+    try:
+        env = {**os.environ}
+        for name in ("TELEMETRY_MQTT_PORT", "TELEMETRY_CONFIG"):
+            env.pop(name, None)
+        result = subprocess.run(
+            [sys.executable, "-m", "telemetry_cli", "demo", "--state-dir", str(tmp_path),
+             "--no-dagster", "--history-hours", "0", "--api-port", "0", "--duration", "3"],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        if holder is not None:
+            holder.close()
+    assert result.returncode == 0, result.stdout + result.stderr
+    m = re.search(r"MQTT port 1883 is taken by another program: using (\d+)", result.stdout)
+    assert m, result.stdout
+    assert f"127.0.0.1:{m.group(1)}" in result.stdout
