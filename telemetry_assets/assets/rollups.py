@@ -12,7 +12,10 @@ Partials are merged, never averaged: hourly rows combine the four quarters, site
 combine the site's device rows, portfolio rows combine the site rows.
 """
 
+import time
+
 import dagster as dg
+import polars as pl
 
 from telemetry_assets.assets.common import (
     TSDB_POOL,
@@ -23,6 +26,7 @@ from telemetry_assets.assets.common import (
 )
 from telemetry_assets.assets.raw import RAW_POINTS
 from telemetry_assets.resources import TelemetryStore
+from telemetry_core.retention_guard import kept_windows, replace_ranges
 from telemetry_core.rollup import ROLLUP_SPECS, RollupSpec, compute_rollup, with_work_hours
 from telemetry_core.windows import parse_partition_key
 
@@ -62,7 +66,16 @@ def _run(
     with store.open() as s:
         partials = compute_rollup(spec, s, start, end, site)
         rows = with_work_hours(partials, config, spec.scope)
-        written = s.replace_rollups(spec.level, start, end, rows, site_id=site)
+        kept = kept_windows(spec, s, config, start, end, rows, site_id=site, now_ns=time.time_ns())
+        written = 0
+        for a, b in replace_ranges(start, end, kept, spec.width_ns):
+            part = rows.filter(pl.col("window_start").is_between(a, b, closed="left"))
+            written += s.replace_rollups(spec.level, a, b, part, site_id=site)
+    if kept:
+        context.log.warning(
+            f"{spec.level}: kept {len(kept)} window(s) as stored: their source was deleted by "
+            "retention, so a recomputation would have replaced them with nothing"
+        )
     keys = context.partition_keys
     per_window = window_metadata(
         rows,
@@ -78,7 +91,9 @@ def _run(
         f"{spec.level}: replaced {written} rows in {len(keys)} partition(s)"
         + (f" of site {site}" if site else "")
     )
-    return dg.MaterializeResult(metadata={"partitions_in_run": len(keys)})
+    return dg.MaterializeResult(
+        metadata={"partitions_in_run": len(keys), "windows_kept_after_retention": len(kept)}
+    )
 
 
 def build_rollup_asset(

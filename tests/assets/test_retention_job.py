@@ -108,3 +108,46 @@ def test_retention_schedule_is_daily_and_running_by_default(defs):
         .get("dry_run", False)
         is False
     )
+
+
+def test_rerunning_a_window_after_retention_keeps_its_rollups(defs, instance, store, retention_env):
+    """Raw points and 15-minute rows deleted by retention: re-running the old partitions
+    (a backfill from [rollups] start) must not replace the kept rollups with nothing."""
+    store.write_points(fleet_points(T0, 1))
+    q0, q_last = _hour_keys(0)
+    run_job(defs, "rollup_15m_job", instance, start=q0, end=q_last)
+    run_job(defs, "rollup_1h_job", instance, key=q0)
+    hourly_before = {lvl: store.read_rollups(lvl, *FAR) for lvl in HOURLY}
+    assert hourly_before["1h"].height > 0
+    real = _retention(defs, instance, dry_run=False)
+    assert real["raw_windows_deleted"] == 4 and real["rollup_15m_hours_deleted"] == 1
+    assert store.read_points(*FAR).height == 0 and store.read_rollups("15m", *FAR).height == 0
+
+    # Re-run the hour: its 15-minute source is gone, so the hourly rows must stay as they are.
+    result = run_job(defs, "rollup_1h_job", instance, key=q0)
+    for level in HOURLY[:1]:
+        assert store.read_rollups(level, *FAR).equals(hourly_before[level]), level
+    kept = [
+        e.event_specific_data.materialization.metadata["windows_kept_after_retention"].value
+        for e in result.all_events
+        if e.is_step_materialization and e.asset_key == dg.AssetKey("rollup_1h")
+    ]
+    assert kept == [1]
+
+
+def test_rerunning_quarters_whose_raw_points_were_deleted_keeps_them(
+    defs, instance, store, env, monkeypatch, tmp_path
+):
+    """raw_days = 2 but rollup_15m_days = 30: the 15-minute rows outlive their raw points."""
+    path = tmp_path / "keep15m.toml"
+    path.write_text(CONFIG_TOML + "\n[retention]\nraw_days = 2\nrollup_15m_days = 30\n")
+    monkeypatch.setenv("TELEMETRY_CONFIG", str(path))
+    store.write_points(fleet_points(T0, 1))
+    q0, q_last = _hour_keys(0)
+    run_job(defs, "rollup_15m_job", instance, start=q0, end=q_last)
+    run_job(defs, "rollup_1h_job", instance, key=q0)
+    quarters = store.read_rollups("15m", *FAR)
+    real = _retention(defs, instance, dry_run=False)
+    assert real["raw_windows_deleted"] == 4 and store.read_points(*FAR).height == 0
+    run_job(defs, "rollup_15m_job", instance, start=q0, end=q_last)
+    assert store.read_rollups("15m", *FAR).equals(quarters)
