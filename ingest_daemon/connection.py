@@ -20,30 +20,11 @@ from ingest_daemon.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def connect_options(
-    settings: Settings,
-    *,
-    on_error: Callable[[Exception], Awaitable[None]],
-    on_disconnect: Callable[[], Awaitable[None]],
-    on_reconnect: Callable[[], Awaitable[None]],
-) -> dict[str, Any]:
+def server_options(settings: Settings) -> dict[str, Any]:
+    """Servers, inbox prefix, credentials and TLS: what every client of ours (the daemon,
+    ``telemetry dlq``, ``telemetry simulate``) passes to ``nats.connect``."""
     s = settings
-    opts: dict[str, Any] = {
-        "servers": s.nats_servers,
-        "name": "telemetry-ingest",
-        "max_reconnect_attempts": -1,
-        "reconnect_time_wait": 0.5,
-        "connect_timeout": 5,
-        "error_cb": on_error,
-        "allow_reconnect": True,
-        "disconnected_cb": on_disconnect,
-        "reconnected_cb": on_reconnect,
-        "pending_size": 64 * 1024 * 1024,
-        # Every subject we publish to is a constant, a reply subject the server gave us
-        # (acks), or ``dlq.`` + a subject the server delivered: checking each again costs
-        # about 0.3 µs an ack for nothing.
-        "skip_subject_validation": True,
-    }
+    opts: dict[str, Any] = {"servers": s.nats_servers}
     if s.nats_inbox_prefix:  # a user allowed to subscribe only below its own prefix
         opts["inbox_prefix"] = s.nats_inbox_prefix
     if s.nats_user:
@@ -60,6 +41,32 @@ def connect_options(
             ctx.load_cert_chain(s.tls_cert, s.tls_key)
         opts["tls"] = ctx
     return opts
+
+
+def connect_options(
+    settings: Settings,
+    *,
+    on_error: Callable[[Exception], Awaitable[None]],
+    on_disconnect: Callable[[], Awaitable[None]],
+    on_reconnect: Callable[[], Awaitable[None]],
+) -> dict[str, Any]:
+    """The daemon's connection: ``server_options`` plus reconnecting forever."""
+    return {
+        **server_options(settings),
+        "name": "telemetry-ingest",
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 0.5,
+        "connect_timeout": 5,
+        "error_cb": on_error,
+        "allow_reconnect": True,
+        "disconnected_cb": on_disconnect,
+        "reconnected_cb": on_reconnect,
+        "pending_size": 64 * 1024 * 1024,
+        # Every subject we publish to is a constant, a reply subject the server gave us
+        # (acks), or ``dlq.`` + a subject the server delivered: checking each again costs
+        # about 0.3 µs an ack for nothing.
+        "skip_subject_validation": True,
+    }
 
 
 async def connect(options: dict[str, Any], stop: asyncio.Event) -> Client | None:

@@ -70,23 +70,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def simulate(args: argparse.Namespace) -> int:
-    import os
-
-    import nats
-    from nats.errors import NoServersError
-
     from ingest_daemon.jetstream import ensure_streams
     from telemetry_cli.errors import CliError
+    from telemetry_cli.natsconn import connect
     from telemetry_core.fleet import Fleet, Spikes
 
-    url = args.nats_url or os.environ.get("TELEMETRY_NATS_URL") or "nats://127.0.0.1:4222"
-    servers = [u.strip() for u in url.split(",") if u.strip()]  # a cluster: every node's URL
-    try:
-        nc = await nats.connect(
-            servers, connect_timeout=3, max_reconnect_attempts=3, error_cb=_quiet
-        )
-    except (NoServersError, OSError, TimeoutError, ValueError):
-        raise CliError(f"cannot connect to NATS at {url}") from None
+    nc = await connect(args.nats_url)  # the daemon's TELEMETRY_NATS_* (a list, credentials)
     js = nc.jetstream()
     await ensure_streams(js)
     fleet = Fleet(args.sites, args.devices, seed=args.seed)
@@ -136,10 +125,6 @@ async def simulate(args: argparse.Namespace) -> int:
     if failed:
         raise CliError(f"{failed} of {sent} publishes were not acknowledged by JetStream")
     return sent
-
-
-async def _quiet(exc: Exception) -> None:
-    """nats-py logs a traceback per failed attempt by default; the CLI says it once."""
 
 
 async def _settle(futures: list) -> int:
