@@ -12,74 +12,39 @@ Why this layout:
   the upsert replaces a value only with one from a message no earlier in the stream: a
   redelivery after a crash, or a second daemon committing out of order, never brings an
   older value back (the contract of ``Store.write_points``).
-* Rollups keep text keys: they are 30-900x fewer rows than raw and are read by name.
+* Rollups keep text keys: they are 30-900x fewer rows than raw and are read by name
+  (``sqlite_rollups.py``); retention's primitives are in ``sqlite_retention.py``; the
+  connection and its transaction in ``sqlite_base.py``.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from itertools import repeat
-from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
-from telemetry_core.identifiers import check_field, check_name, check_series_key
+from telemetry_core.identifiers import check_series_key
 from telemetry_core.store.base import (
     ALL,
     KEY_COLUMNS,
     PARTIAL_SCHEMA,
     RAW_SCHEMA,
-    ROLLUP_COLUMNS,
-    ROLLUP_SCHEMA,
     LateWindow,
     Point,
-    StoreUnavailable,
     WriteResult,
     check_level,
-    level_width,
 )
-from telemetry_core.store.sqlite_schema import OPEN_TIMEOUT_S, open_connection
-from telemetry_core.windows import WINDOW_15M_NS, windows_between
+from telemetry_core.store.sqlite_base import sql_filters, to_frame
+from telemetry_core.store.sqlite_retention import SqliteRetention
+from telemetry_core.store.sqlite_rollups import SqliteRollups
+from telemetry_core.windows import WINDOW_15M_NS
 
 if TYPE_CHECKING:
     import polars as pl
 
-T = TypeVar("T")
-
 _SCAN_BLOCK = 200_000  # rows per fetch in scan_points: bounded Python-object churn
-MAX_WINDOWS_PER_REPLACE = 200_000  # ~5.7 years of 15-minute windows: a bigger range is a bug
-
-
-def _frame(rows: list[tuple], schema: dict[str, str]) -> pl.DataFrame:
-    import polars as pl
-
-    columns: list[Sequence[object]] = (
-        list(zip(*rows, strict=True)) if rows else [[] for _ in schema]
-    )
-    dtypes = {name: getattr(pl, dtype) for name, dtype in schema.items()}
-    return pl.DataFrame(
-        {
-            name: pl.Series(name, col, dtype=dtypes[name])
-            for name, col in zip(schema, columns, strict=True)
-        }
-    )
-
-
-def _filters(alias: str, *, allow_all: bool = False, **kw: str | None) -> tuple[str, list[str]]:
-    """SQL filter clauses; every value is checked as an identifier first (``*`` names the
-    site/portfolio rows of rollups, so rollup reads may ask for it)."""
-    clauses, params = [], []
-    for key, value in kw.items():
-        if value is not None:
-            if not (allow_all and value == ALL):
-                (check_field if key == "field" else check_name)(value, key)
-            clauses.append(f"{alias}.{key} = ?")  # key is a fixed column name, never user text
-            params.append(value)
-    return "".join(f" AND {c}" for c in clauses), params
-
 
 ROWS_PER_STATEMENT = 2000  # 8,000 parameters: under SQLite's limit on every version since 3.32
 _UPSERT = (
@@ -114,55 +79,8 @@ def _insert_raw(conn: sqlite3.Connection, params: list) -> None:
             conn.execute(_UPSERT.format(values=values), chunk)
 
 
-class SqliteStore:
-    def __init__(
-        self, path: str, *, busy_timeout_s: float = 5.0, open_timeout_s: float = OPEN_TIMEOUT_S
-    ) -> None:
-        self.path = path
-        self.url = f"sqlite:///{path}"
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self._busy_timeout_s = busy_timeout_s
-        self._open_timeout_s = open_timeout_s
-        self._series: dict[tuple[str, str, str, str], int] = {}
-        self._conn = self._connect()
-
-    def _connect(self) -> sqlite3.Connection:
-        with self._translate():
-            return open_connection(
-                self.path, busy_timeout_s=self._busy_timeout_s, open_timeout_s=self._open_timeout_s
-            )
-
-    # -- helpers ---------------------------------------------------------------------
-    class _translate:
-        """Turn lock/IO errors into StoreUnavailable so callers back off instead of dying."""
-
-        def __enter__(self) -> None:
-            return None
-
-        def __exit__(
-            self,
-            exc_type: type[BaseException] | None,
-            exc: BaseException | None,
-            tb: TracebackType | None,
-        ) -> None:  # never swallows: re-raises as StoreUnavailable, or lets it propagate
-            if exc_type is not None and issubclass(exc_type, sqlite3.OperationalError):
-                raise StoreUnavailable(f"sqlite: {exc}") from exc
-
-    def _write_txn(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        with self._lock, self._translate():
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                self._series.clear()  # ids created in the rolled-back txn are gone
-                raise
-            return result
+class SqliteStore(SqliteRollups, SqliteRetention):
+    """The store: raw points and late marks here; rollups and retention in their parts."""
 
     def _series_id(self, conn: sqlite3.Connection, key: tuple[str, str, str, str]) -> int:
         conn.execute(
@@ -259,7 +177,7 @@ class SqliteStore:
         site_id: str | None = None,
         device_id: str | None = None,
     ) -> pl.DataFrame:
-        where, params = _filters(
+        where, params = sql_filters(
             "s", measurement=measurement, field=field, site_id=site_id, device_id=device_id
         )
         sql = (
@@ -270,7 +188,7 @@ class SqliteStore:
         )
         with self._lock, self._translate():
             rows = self._conn.execute(sql, [start_ns, end_ns, *params]).fetchall()
-        return _frame(rows, RAW_SCHEMA)
+        return to_frame(rows, RAW_SCHEMA)
 
     def scan_points(self, start_ns: int, end_ns: int) -> pl.DataFrame:
         """Every raw point in ``[start, end)``, columns as :meth:`read_points`, in no
@@ -304,7 +222,7 @@ class SqliteStore:
     def aggregate_raw(
         self, start_ns: int, end_ns: int, width_ns: int, *, site_id: str | None = None
     ) -> pl.DataFrame:
-        where, params = _filters("s", site_id=site_id)
+        where, params = sql_filters("s", site_id=site_id)
         sql = f"""
             WITH agg AS (
                 SELECT r.time - (r.time % :w) AS ws, r.series_id AS sid, count(*) AS n,
@@ -325,94 +243,7 @@ class SqliteStore:
             args["site"] = params[0]
         with self._lock, self._translate():
             rows = self._conn.execute(sql, args).fetchall()
-        return _frame(rows, PARTIAL_SCHEMA)
-
-    # -- rollups ---------------------------------------------------------------------
-    def replace_rollups(
-        self,
-        level: str,
-        start_ns: int,
-        end_ns: int,
-        rows: pl.DataFrame,
-        *,
-        site_id: str | None = None,
-    ) -> int:
-        check_level(level)
-        width = level_width(level)
-        data = rows.select(ROLLUP_COLUMNS).rows() if rows.height else []
-        for row in data:
-            if not start_ns <= row[0] < end_ns:
-                raise ValueError(f"rollup row at {row[0]} lies outside the replaced range")
-            if site_id is not None and row[2] != site_id:
-                raise ValueError(f"rollup row of site {row[2]!r} in a run scoped to {site_id!r}")
-        site_clause = " AND site_id = ?" if site_id is not None else ""
-        params = [start_ns, end_ns] + ([site_id] if site_id is not None else [])
-        if (end_ns - start_ns) // width > MAX_WINDOWS_PER_REPLACE:
-            raise ValueError(
-                f"replacing {(end_ns - start_ns) // width} windows at once: split the range"
-                f" (at most {MAX_WINDOWS_PER_REPLACE})"
-            )
-        now = time.time_ns()
-        marks = [
-            (level, ws, site_id or ALL, now) for ws in windows_between(start_ns, end_ns, width)
-        ]
-
-        def txn(conn: sqlite3.Connection) -> int:
-            conn.execute(
-                f"DELETE FROM rollup_{level} WHERE window_start >= ? AND window_start < ?{site_clause}",
-                params,
-            )
-            conn.executemany(
-                f"INSERT INTO rollup_{level} ({', '.join(ROLLUP_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(ROLLUP_COLUMNS))})",
-                data,
-            )
-            conn.executemany("INSERT OR REPLACE INTO rolled_up VALUES (?,?,?,?)", marks)
-            return len(data)
-
-        return self._write_txn(txn)
-
-    def read_rollups(
-        self,
-        level: str,
-        start_ns: int,
-        end_ns: int,
-        *,
-        measurement: str | None = None,
-        field: str | None = None,
-        site_id: str | None = None,
-        device_id: str | None = None,
-    ) -> pl.DataFrame:
-        check_level(level)
-        where, params = _filters(
-            "r",
-            allow_all=True,
-            measurement=measurement,
-            field=field,
-            site_id=site_id,
-            device_id=device_id,
-        )
-        sql = (
-            f"SELECT {', '.join('r.' + c for c in ROLLUP_COLUMNS)} FROM rollup_{level} r "
-            f"WHERE r.window_start >= ? AND r.window_start < ?{where} "
-            f"ORDER BY r.window_start, {', '.join('r.' + c for c in KEY_COLUMNS)}"
-        )
-        with self._lock, self._translate():
-            rows = self._conn.execute(sql, [start_ns, end_ns, *params]).fetchall()
-        rows = [(*r[:-1], None if r[-1] is None else bool(r[-1])) for r in rows]
-        return _frame(rows, ROLLUP_SCHEMA)
-
-    def rolled_up_windows(self, level: str, start_ns: int, end_ns: int) -> list[tuple[int, str]]:
-        check_level(level)
-        with self._lock, self._translate():
-            return [
-                (ws, site)
-                for ws, site in self._conn.execute(
-                    "SELECT window_start, site_id FROM rolled_up WHERE level = ? "
-                    "AND window_start >= ? AND window_start < ? ORDER BY window_start, site_id",
-                    (level, start_ns, end_ns),
-                )
-            ]
+        return to_frame(rows, PARTIAL_SCHEMA)
 
     # -- late windows ----------------------------------------------------------------
     def late_windows(self, limit: int = 100) -> list[LateWindow]:
@@ -451,69 +282,3 @@ class SqliteStore:
             return conn.execute(sql, args).rowcount
 
         return self._write_txn(txn)
-
-    def count_points(self) -> int:
-        with self._lock, self._translate():
-            return self._conn.execute("SELECT count(*) FROM raw").fetchone()[0]
-
-    def ping(self) -> None:
-        """Fails when the store cannot take a write (locked, read-only, gone)."""
-        with self._lock, self._translate():
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.execute("ROLLBACK")
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    def __repr__(self) -> str:
-        return f"SqliteStore({self.path!r})"
-
-    # -- retention (telemetry_core.retention decides what goes; these count and delete) ---
-    @staticmethod
-    def _retention_table(level: str | None) -> tuple[str, str, int]:
-        """(table, time column, window width) of raw points (None) or a rollup level."""
-        if level is None:
-            return "raw", "time", WINDOW_15M_NS
-        return f"rollup_{check_level(level)}", "window_start", level_width(level)
-
-    def retention_oldest(self, level: str | None, before_ns: int) -> int | None:
-        table, col, _ = self._retention_table(level)
-        with self._lock, self._translate():
-            (oldest,) = self._conn.execute(
-                f"SELECT min({col}) FROM {table} WHERE {col} < ?", (int(before_ns),)
-            ).fetchone()
-        return None if oldest is None else int(oldest)
-
-    def retention_counts(self, level: str | None, start_ns: int, end_ns: int) -> dict[int, int]:
-        table, col, width = self._retention_table(level)
-        sql = (
-            f"SELECT {col} - ({col} % ?) AS ws, count(*) FROM {table} "
-            f"WHERE {col} >= ? AND {col} < ? GROUP BY ws"
-        )
-        with self._lock, self._translate():
-            rows = self._conn.execute(sql, (width, int(start_ns), int(end_ns))).fetchall()
-        return {int(ws): int(n) for ws, n in rows}
-
-    def retention_delete(self, level: str | None, expected: Mapping[int, int]) -> dict[int, int]:
-        """One short transaction per window (the daemon's writes wait milliseconds, not
-        the whole run): the window's rows are counted again inside it and deleted only if
-        the count is still the verified one."""
-        table, col, width = self._retention_table(level)
-        where = f"FROM {table} WHERE {col} >= ? AND {col} < ?"
-
-        def window_txn(bounds: tuple[int, int], count: int) -> Callable[[sqlite3.Connection], int]:
-            def txn(conn: sqlite3.Connection) -> int:
-                (now,) = conn.execute(f"SELECT count(*) {where}", bounds).fetchone()
-                if now != count:
-                    return -1  # written since it was counted: left alone
-                return int(conn.execute(f"DELETE {where}", bounds).rowcount)
-
-            return txn
-
-        deleted: dict[int, int] = {}
-        for ws, count in sorted(expected.items()):
-            n = self._write_txn(window_txn((int(ws), int(ws) + width), count))
-            if n >= 0:
-                deleted[ws] = n
-        return deleted
