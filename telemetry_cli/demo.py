@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     config = Path(os.environ.get("TELEMETRY_CONFIG") or state / "demo.toml")
     if not config.exists():
-        setup.write_config(config, state)
+        setup.write_config(config, state, args.history_hours, time.time_ns())
     secret, key = setup.webhook_secret(dict(os.environ))
     hook_port = setup.receiver_port(config)  # also: a broken config is one line, now
     mqtt_port, api_port = _mqtt_port(), args.api_port or free_port()

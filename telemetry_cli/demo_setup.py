@@ -81,6 +81,11 @@ path = {alerts_log}
 [retention]
 raw_days = 30
 rollup_15m_days = 90
+
+# Partitions start at the UTC midnight before the seeded history: the UI then lists the
+# windows this demo has, not every quarter-hour since the default start.
+[rollups]
+start = "{rollups_start}"
 """
 
 
@@ -112,16 +117,20 @@ def check_ports(ports: dict[str, tuple[int, str]]) -> None:
             raise CliError(f"{what} port {port} is in use by another program ({remedy})")
 
 
-def write_config(path: Path, state: Path) -> None:
-    """The demo config, once: later starts use the file as the user left it."""
+def write_config(path: Path, state: Path, history_hours: float, now_ns: int) -> None:
+    """The demo config, once: later starts use the file as the user left it (a later, longer
+    history is backfilled from the file's partition start on)."""
     import json
+    from datetime import UTC, datetime
 
+    first = datetime.fromtimestamp(now_ns / 1e9 - history_hours * 3600, UTC)
     path.write_text(
         DEMO_CONFIG.format(
             receiver=RECEIVER,
             receiver_port=free_port(),
             secret_env=SECRET_ENV,
             alerts_log=json.dumps(str(state / "alerts.jsonl")),
+            rollups_start=first.strftime("%Y-%m-%dT00:00:00Z"),
         )
     )
 

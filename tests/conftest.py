@@ -28,6 +28,40 @@ __all__ = ["free_port", "need_service", "wait_port"]
 REQUIRE = os.environ.get("TELEMETRY_REQUIRE_SERVICES") == "1"
 
 
+# Test files that start the whole demo stack (dagster dev, NATS, the daemon, the simulator,
+# the API; one of them a browser too). Two at once starve each other on a 2-core machine,
+# so under pytest-xdist they share one worker, one after another.
+DEMO_STACK = (
+    "tests/e2e/test_ui_browser.py",
+    "tests/e2e/test_demo_first_minute.py",
+    "tests/e2e/test_demo_stop.py",
+)
+# The slowest files go first, so a parallel run does not end waiting on one of them.
+SLOWEST_FIRST = (
+    *DEMO_STACK,
+    "tests/assets/test_production_topology.py",
+    "tests/assets/test_backfill_e2e.py",
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Schedule by file (``--dist loadgroup``): a file is one group, the demo-stack files
+    one group together; slowest first."""
+    rank = {path: i for i, path in enumerate(SLOWEST_FIRST)}
+
+    def path_of(item: pytest.Item) -> str:
+        return item.nodeid.split("::", 1)[0]
+
+    items.sort(key=lambda item: rank.get(path_of(item), len(rank)))
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            path = path_of(item)
+            item.add_marker(pytest.mark.xdist_group("demo-stack" if path in DEMO_STACK else path))
+
+
 def need_service(reason: str) -> None:
     """Skip (or fail, when services are required) with a clear reason."""
     if REQUIRE:

@@ -152,11 +152,14 @@ def test_demo_shows_history_alerts_and_api_in_its_first_minutes(demo: Demo):
     first_partition_at = demo.seconds("first partitions materialised")
     stats = graphql(demo.url, MATERIALISED)["assetNodeOrError"]["partitionStats"]
     assert stats["numMaterialized"] > 0
-    series = get_json(
+    # site_15m follows rollup_15m inside the same run: the API serves it once that step is done
+    site_series = (
         f"{api}/v1/series?measurement=energy&field=energy_kwh&scope=site&site=site-a"
         "&resolution=15m&start=-6h"
     )
-    assert len(series["points"]) >= 20, series  # windows of seeded history, summed per site
+    wait_until(  # windows of seeded history, summed per site
+        lambda: len(get_json(site_series)["points"]) >= 20, 180, "site_15m rows in the API", 2.0
+    )
 
     demo.wait_line(r"history backfill completed_success, (\d+)/\1 asset partitions", 400)
     backfill_at = demo.seconds("history backfill")

@@ -178,8 +178,11 @@ def test_history_stops_where_a_previous_run_began(tmp_path):
 
 def test_demo_config_has_the_threshold_the_webhook_and_the_file_channel(tmp_path):
     path = tmp_path / "demo.toml"
-    demo_setup.write_config(path, tmp_path)
+    now = 1_764_806_400 * NS + 5 * 3600 * NS  # 2025-12-04 05:00 UTC
+    demo_setup.write_config(path, tmp_path, 24, now)
     config = load_config(path)
+    # partitions from the UTC midnight before the 24 h of history, not the default start
+    assert config.rollups.start_ns == 1_764_720_000 * NS  # 2025-12-03 00:00 UTC
     [rule] = config.thresholds
     assert (rule.name, rule.measurement, rule.field, rule.above) == (
         "power-high", "energy", "power_w", 5000.0,

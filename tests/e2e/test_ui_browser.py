@@ -11,6 +11,7 @@ TELEMETRY_UPDATE_SCREENSHOTS=1.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -97,18 +98,19 @@ def drawn_edges(graph: dict) -> set[tuple[str, str]]:
     return found
 
 
-def click_until_shown(target, shown, timeout: float = 90) -> None:
-    """Click ``target`` until ``shown`` appears: a list that is still loading re-renders
-    and can swallow the first click."""
+def until_shown(action, shown, timeout: float = 240, per_try: float = 5) -> None:
+    """Repeat ``action`` until ``shown`` appears: a page that is still loading re-renders
+    and can swallow a click or a key press, and on a loaded machine that lasts minutes."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 
     deadline = time.monotonic() + timeout
     while True:
-        target.click()
         try:
-            expect(shown).to_be_visible(timeout=5_000)
+            action()
+            expect(shown).to_be_visible(timeout=per_try * 1000)
             return
-        except AssertionError:
+        except (AssertionError, PlaywrightTimeout):
             if time.monotonic() > deadline:
                 raise
 
@@ -175,8 +177,14 @@ def test_dagster_ui_in_chromium(tmp_path: Path):
                 expect(page.get_by_text("Global asset lineage")).to_be_visible()
                 assert page.locator('[role="dialog"]').count() == 0
                 page.get_by_text("Hide navigation").click()
-                page.keyboard.press("Alt+e")  # "Expand all groups"
-                expect(page.locator("foreignObject", has_text="portfolio_1h").first).to_be_visible()
+                # "Expand all groups" (a toggle) once the collapsed groups are drawn; again
+                # only if a page still loading swallowed the key press
+                expect(page.locator("foreignObject", has_text="rollups").first).to_be_visible()
+                until_shown(
+                    lambda: page.keyboard.press("Alt+e"),
+                    page.locator("foreignObject", has_text="portfolio_1h").first,
+                    per_try=20,
+                )
                 page.wait_for_timeout(1500)  # the layout animates into place
                 stage("asset graph drawn")
                 assert drawn_edges(page.evaluate(GRAPH_JS)) == EDGES
@@ -196,10 +204,9 @@ def test_dagster_ui_in_chromium(tmp_path: Path):
                     # the check's own tabs (Overview, Execution history, ..., Partitions)
                     expect(page.get_by_text("Execution history", exact=True)).to_be_visible()
                     page.get_by_text("Partitions", exact=True).last.click()
-                    click_until_shown(
-                        page.get_by_text(partition, exact=True)
-                        .filter(visible=True)
-                        .last,  # the list
+                    in_list = page.get_by_text(partition, exact=True).filter(visible=True).last
+                    until_shown(
+                        functools.partial(in_list.click, timeout=30_000),
                         page.get_by_text("Latest execution", exact=True),
                     )
                     expect(page.get_by_text("Passed", exact=True).first).to_be_visible()
@@ -215,6 +222,10 @@ def test_dagster_ui_in_chromium(tmp_path: Path):
                 page.wait_for_timeout(1500)
                 assert page.locator("canvas").count() > 0
                 page.screenshot(path=str(shots / "partition-plot.png"))
+            except BaseException:
+                page.screenshot(path=str(tmp_path / "failure.png"))  # what the page showed
+                print(f"\nthe page at the failure: {tmp_path / 'failure.png'}")
+                raise
             finally:
                 context.close()
         code, output = demo.stop()
