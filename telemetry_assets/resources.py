@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import dagster as dg
 
 from telemetry_core.config import Config, load_config
+from telemetry_core.errors import ConfigError
 from telemetry_core.store import DEFAULT_STORE_URL, Store, StoreError, open_store, redact_url
 
 STORE_KINDS = {"sqlite": "sqlite", "influxdb": "influxdb", "influxdb2": "influxdb"}
@@ -52,4 +53,9 @@ class TelemetryStore(dg.ConfigurableResource):
             store.close()
 
     def load_config(self) -> Config:
-        return load_config(self.config_path or os.environ.get("TELEMETRY_CONFIG") or None)
+        """The TOML config. A mistake in it fails the run with its one-line message (which
+        names the key), not a traceback."""
+        try:
+            return load_config(self.config_path or os.environ.get("TELEMETRY_CONFIG") or None)
+        except ConfigError as exc:
+            raise dg.Failure(str(exc)) from None

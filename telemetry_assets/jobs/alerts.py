@@ -34,8 +34,8 @@ MAX_RUN_SECONDS = 120  # claiming stops after this; what is left is due for the 
     "record each attempt, reschedule failures with backoff.",
 )
 def deliver_alerts(context: dg.OpExecutionContext, store: TelemetryStore) -> dg.Output:
+    config = store.load_config()
     try:
-        config = store.load_config()
         secrets = resolve_secrets(config, os.environ)
     except ConfigError as exc:
         raise dg.Failure(str(exc)) from None

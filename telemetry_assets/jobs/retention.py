@@ -22,7 +22,7 @@ from pydantic import Field
 
 from telemetry_assets.checks import CHECKS
 from telemetry_assets.resources import TelemetryStore
-from telemetry_core.config import Config, ConfigError
+from telemetry_core.config import Config
 from telemetry_core.retention import (
     RAW,
     REASONS,
@@ -120,10 +120,7 @@ def report_metadata(report: RetentionReport) -> dict[str, object]:
 def apply_retention_op(
     context: dg.OpExecutionContext, config: RetentionRunConfig, store: TelemetryStore
 ) -> dg.Output:
-    try:
-        settings = store.load_config()
-    except ConfigError as exc:
-        raise dg.Failure(str(exc)) from None
+    settings = store.load_config()  # a bad config fails the run in one line
     with store.open() as s:
         try:
             report = apply_retention(

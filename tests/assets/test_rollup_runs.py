@@ -112,6 +112,23 @@ def test_bad_site_tag_fails_the_run(defs, instance, store):
     assert store.read_rollups("15m", *FAR).height == 0
 
 
+def test_a_config_mistake_fails_the_run_in_one_line(defs, instance, store, tmp_path, monkeypatch):
+    """A typo in the TOML file (read when the run starts) fails the run with the error that
+    names the key, not a traceback; nothing is written."""
+    bad = tmp_path / "typo.toml"
+    bad.write_text("[rollups]\ngrace_secs = 60\n")
+    monkeypatch.setenv("TELEMETRY_CONFIG", str(bad))
+    store.write_points(fleet_points(START, 1))
+    result = defs.resolve_job_def("rollup_15m_job").execute_in_process(
+        instance=instance, partition_key="2026-11-20-06:00", raise_on_error=False
+    )
+    assert not result.success
+    message = failure_message(result)
+    assert "grace_secs" in message and "Traceback" not in message, message
+    assert len(message.splitlines()) == 1, message
+    assert store.read_rollups("15m", *FAR).height == 0
+
+
 @pytest.mark.parametrize("level", ["15m", "1h"])
 def test_rolled_up_windows_recorded(defs, instance, store, level):
     store.write_points(fleet_points(START, 1))
