@@ -6,6 +6,7 @@ a developer machine, a failure under ``TELEMETRY_REQUIRE_SERVICES=1`` (CI).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import random
@@ -58,7 +59,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """``--dist loadfile`` (a file's tests on one worker, module fixtures set up once), with
     the demo-stack files as one unit. (``--dist loadgroup`` would do the grouping but sets a
-    module's fixtures up again between its tests.)"""
+    module's fixtures up again between its tests.) Another ``--dist`` is left to xdist."""
+    if config.getvalue("dist") != "loadfile":
+        return None
     from xdist.scheduler import LoadFileScheduling
 
     class DemoStackTogether(LoadFileScheduling):
@@ -69,6 +72,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
     return DemoStackTogether(config, log)
 
 
+@functools.cache
 def _ephemeral_ports_start() -> int:
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
