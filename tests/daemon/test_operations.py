@@ -127,7 +127,15 @@ def test_health_is_503_when_neither_nats_nor_the_store_is_reachable(
     lock = StoreLock(sqlite_url)
     nats_server.stop()
     try:
-        wait_until(lambda: daemon.health_response()[0] == 503, 60, "503")
+        answers: list[tuple[int, dict]] = []
+        try:
+            wait_until(
+                lambda: answers.append(daemon.health_response()) or answers[-1][0] == 503, 60, "503"
+            )
+        except AssertionError as exc:  # say what it answered instead
+            raise AssertionError(
+                f"{exc}; last answer {answers[-1:]}\n{daemon.log()[-3000:]}"
+            ) from None
         _, body = daemon.health_response()
         assert body["status"] == "error"
         assert body["nats"]["connected"] is False and body["store"]["up"] is False
