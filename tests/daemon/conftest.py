@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from telemetry_cli.services import stop_process
-from tests.conftest import stable_port
+from tests.conftest import free_port
 
 
 class DaemonProc:
     def __init__(self, nats_url: str, store_url: str, log_dir: Path, **env: str) -> None:
-        self.port = stable_port()  # not a port another worker can get meanwhile
+        self.port = free_port()  # not a port another worker can get meanwhile
         self.env = {
             **os.environ,
             "TELEMETRY_NATS_URL": nats_url,

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from telemetry_cli.services import free_port
 from telemetry_core.store import redact_url
+from tests.conftest import free_port
 from tests.daemon.conftest import publish_all, wait_until
 
 SECRETS = {

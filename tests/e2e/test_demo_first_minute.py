@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from telemetry_cli.dagster_local import graphql
-from telemetry_cli.services import free_port
+from tests.conftest import free_port
 from tests.daemon.conftest import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
