@@ -82,11 +82,11 @@ def raw_rollup_in_polars(s: Store, start: int, end: int, width_ns: int) -> pl.Da
     """Partials of the raw points recomputed outside the store (``rollup_raw``), a day
     of raw points at a time.
 
-    The points come from the store's plain scan when it has one (``SqliteStore.scan_points``:
-    no ORDER BY, no join in SQL), else from ``read_points``; ``rollup_raw`` orders by time
-    itself, so the order does not matter. Either way the store only *reads* rows here: the
+    The points come from the store's plain scan (``Store.scan_points``: no ORDER BY, no
+    join in SQL where the backend can skip them); ``rollup_raw`` orders by time itself, so
+    the order does not matter. Either way the store only *reads* rows here: the
     aggregation being checked (``aggregate_raw``) is not involved."""
-    read = getattr(s, "scan_points", None) or s.read_points
+    read = s.scan_points
     chunks = [
         rollup_raw(read(a, min(a + RAW_CHUNK_NS, end)), width_ns)
         for a in range(start, end, RAW_CHUNK_NS)

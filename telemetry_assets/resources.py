@@ -10,23 +10,13 @@ import dagster as dg
 
 from telemetry_core.config import Config, load_config
 from telemetry_core.errors import ConfigError
-from telemetry_core.store import DEFAULT_STORE_URL, Store, StoreError, open_store, redact_url
-
-STORE_KINDS = {"sqlite": "sqlite", "influxdb": "influxdb", "influxdb2": "influxdb"}
+from telemetry_core.store import DEFAULT_STORE_URL, Store, open_store, store_backend
 
 
 def store_kind(url: str | None) -> str:
     """The Dagster kind (UI icon) of the store a URL names, checked when the code
     location loads, so a typo in the scheme fails the load instead of every run."""
-    url = url or DEFAULT_STORE_URL
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme not in STORE_KINDS:
-        raise StoreError(
-            f"unsupported store URL {redact_url(url)!r} in TELEMETRY_STORE_URL: use "
-            "sqlite:///path.db, influxdb://host:8086/<database> or "
-            "influxdb2://host:8086/<bucket>?org=<org>"
-        )
-    return STORE_KINDS[scheme]
+    return store_backend(url or DEFAULT_STORE_URL)
 
 
 class TelemetryStore(dg.ConfigurableResource):

@@ -39,6 +39,7 @@ from telemetry_core import rollup as rollup_module
 from telemetry_core.rollup import SPECS_BY_ASSET, RollupSpec
 from telemetry_core.store import DEFAULT_STORE_URL, redact_url
 from telemetry_core.store.base import KEY_COLUMNS, RAW_SCHEMA, Store
+from telemetry_core.store.urls import sqlite_path
 
 OWNERS = ["team:telemetry"]
 # What each column means (the schema itself — type, nullability, checks — comes from the
@@ -120,8 +121,7 @@ def table_location(store_url: str | None, table: str) -> dict[str, str]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "sqlite":
-        path = url[len("sqlite://") :]
-        path = path[1:] if path.startswith("/") else path
+        path = sqlite_path(url)
         shown = f"sqlite:///{Path(path).resolve()}"
         return {"dagster/table_name": table, "store_url": shown}
     database = unquote(parts.path.lstrip("/"))

@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from telemetry_core.store.base import StoreUnavailable
+from telemetry_core.store.urls import scheme_of, sqlite_path
 
 DEFAULT_ALERTS_DB = ".state/alerts.db"
 
@@ -88,14 +89,6 @@ class AlertsUnavailable(StoreUnavailable):
     """The alerts database is locked or unreachable: retry later (the daemon does not ack)."""
 
 
-def sqlite_path(url_or_path: str) -> str:
-    """``sqlite:///rel.db`` -> ``rel.db``, ``sqlite:////abs.db`` -> ``/abs.db``, a path as is."""
-    if url_or_path.startswith("sqlite://"):
-        path = url_or_path[len("sqlite://") :]
-        return path[1:] if path.startswith("/") else path
-    return url_or_path
-
-
 def alerts_db_path(store_url: str | None = None, environ: Mapping[str, str] | None = None) -> str:
     """Where the alerts database lives for this store and environment (module docstring)."""
     from telemetry_core.store import DEFAULT_STORE_URL
@@ -105,7 +98,7 @@ def alerts_db_path(store_url: str | None = None, environ: Mapping[str, str] | No
     if explicit:
         return sqlite_path(explicit)
     url = store_url or env.get("TELEMETRY_STORE_URL") or DEFAULT_STORE_URL
-    if url.lower().startswith("sqlite://"):
+    if scheme_of(url) == "sqlite":
         return sqlite_path(url)
     return DEFAULT_ALERTS_DB
 

@@ -1,14 +1,18 @@
 """Stores, chosen by one URL (``TELEMETRY_STORE_URL``).
 
 * ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` (embedded default)
+* ``postgresql://user[:password]@host[:port]/<database>`` (also ``postgres://``; the
+  production store)
 * ``influxdb://[user:pass@]host:port/<database>`` (v1-compatible API: InfluxDB 1.x/2.x/3.x)
 * ``influxdb2://host:port/<bucket>?org=<org>`` (InfluxDB 2.x via influxdb-client)
+
+Each backend is a package of its own (``sqlite/``, ``postgres/``, ``influx/``) behind the
+protocol in ``base.py``; URLs are parsed in ``urls.py`` only.
 """
 
 from __future__ import annotations
 
 import os
-import re
 
 from telemetry_core.store.base import (
     ROLLUP_LEVELS,
@@ -16,11 +20,16 @@ from telemetry_core.store.base import (
     Point,
     Store,
     StoreError,
+    StoreRefused,
     StoreUnavailable,
     WriteResult,
 )
-
-DEFAULT_STORE_URL = "sqlite:///.state/telemetry.db"
+from telemetry_core.store.urls import (
+    DEFAULT_STORE_URL,
+    redact_url,
+    sqlite_path,
+    store_backend,
+)
 
 __all__ = [
     "DEFAULT_STORE_URL",
@@ -29,50 +38,31 @@ __all__ = [
     "Point",
     "Store",
     "StoreError",
+    "StoreRefused",
     "StoreUnavailable",
     "WriteResult",
     "open_store",
     "redact_url",
+    "store_backend",
 ]
-
-
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^@/\s]*)@")
-_SECRET_PARAM = re.compile(r"(?P<key>[?&](?:token|password|pass|secret|auth)[^=&]*=)[^&,\s]*", re.I)
-
-
-def redact_url(url: str) -> str:
-    """The URL, or every URL of a comma-separated list, fit for a log line: passwords
-    become ``***`` (the user name stays, it helps), a user part without a password is
-    taken for a token (NATS reads ``nats://TOKEN@host`` so) and hidden whole, and query
-    parameters that look like credentials are hidden too. Parsing is by pattern, not by
-    ``urlsplit``, so a malformed URL is redacted as well, never echoed."""
-
-    def userinfo(m: re.Match[str]) -> str:
-        user, sep, _secret = m["userinfo"].partition(":")
-        return f"{m['scheme']}{user}:***@" if sep else f"{m['scheme']}***@"
-
-    return _SECRET_PARAM.sub(r"\g<key>***", _USERINFO.sub(userinfo, url))
 
 
 def open_store(url: str | None = None) -> Store:
     url = url or os.environ.get("TELEMETRY_STORE_URL") or DEFAULT_STORE_URL
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme == "sqlite":
+    backend = store_backend(url)
+    if backend == "sqlite":
         from telemetry_core.store.sqlite import SqliteStore
 
-        path = url[len("sqlite://") :]
-        if path.startswith("/"):
-            path = path[1:]  # sqlite:///rel.db -> rel.db, sqlite:////abs.db -> /abs.db
+        path = sqlite_path(url)
         if not path:
             raise StoreError("sqlite store URL needs a file path: sqlite:///path/telemetry.db")
         return SqliteStore(path)
-    if scheme in ("influxdb", "influxdb2"):
-        try:
-            from telemetry_core.store import influx
-        except ImportError:
-            raise StoreError(f"the {scheme}:// store is not available in this build") from None
-        return influx.open_influx(url)
-    raise StoreError(
-        f"unsupported store URL {redact_url(url)!r}: use sqlite:///path.db, "
-        "influxdb://host:8086/<database> or influxdb2://host:8086/<bucket>?org=<org>"
-    )
+    if backend == "postgresql":
+        raise StoreError("the postgresql:// store is not built yet")
+    try:
+        from telemetry_core.store import influx
+    except ImportError:
+        raise StoreError(
+            f"the {url.split('://')[0]}:// store is not available in this build"
+        ) from None
+    return influx.open_influx(url)

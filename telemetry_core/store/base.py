@@ -49,6 +49,13 @@ class StoreUnavailable(RuntimeError):
     """The store cannot take writes right now (retry later; never drop the data)."""
 
 
+class StoreRefused(Exception):
+    """The store states that it will not take these points, now or later (an InfluxDB
+    field-type conflict, a value PostgreSQL cannot hold). The one exception every backend
+    raises for a refusal: the daemon dead-letters the refused messages on it, and treats
+    anything else that a write raises as a fault (a bug), never as bad data."""
+
+
 @dataclass(frozen=True)
 class LateWindow:
     window_start: int
@@ -110,6 +117,12 @@ class Store(Protocol):
         device_id: str | None = None,
     ) -> pl.DataFrame: ...
 
+    def scan_points(self, start_ns: int, end_ns: int) -> pl.DataFrame:
+        """Every raw point in ``[start, end)``, columns as :meth:`read_points`, in no
+        promised order: for consumers that aggregate anyway (the raw reconciliation
+        check), so a backend may skip sorting and joining."""
+        ...
+
     def aggregate_raw(
         self, start_ns: int, end_ns: int, width_ns: int, *, site_id: str | None = None
     ) -> pl.DataFrame:
@@ -151,10 +164,6 @@ class Store(Protocol):
 
     def clear_late_windows(self, windows: Sequence[tuple[int, str]], marked_up_to_ns: int) -> int:
         """Remove marks not touched after ``marked_up_to_ns`` (a later mark survives)."""
-        ...
-
-    def delete_before(self, level: str | None, before_ns: int) -> int:
-        """Retention: drop raw points (level None) or a level's rows older than ``before_ns``."""
         ...
 
     def ping(self) -> None: ...

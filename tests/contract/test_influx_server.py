@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from telemetry_core.store import StoreUnavailable, open_store
-from telemetry_core.store.influx_http import InfluxRequestError
+from telemetry_core.store.influx.http import InfluxRequestError
 from telemetry_core.windows import WINDOW_15M_NS
 
 W = WINDOW_15M_NS

@@ -289,19 +289,6 @@ def test_large_batch(backend):
     assert df.height == n // 4 and df["value"].sum() == sum(range(1, n, 4))
 
 
-def test_delete_before(backend):
-    store = backend.store
-    store.write_points(
-        [("energy", "site-a", "meter-1", "power_w", T0 + i * W, 1.0) for i in range(4)]
-    )
-    partials = store.aggregate_raw(T0, T0 + 4 * W, W)
-    store.replace_rollups("15m", T0, T0 + 4 * W, _rollup_rows(partials))
-    assert store.delete_before(None, T0 + 2 * W) == 2
-    assert store.read_points(T0 - W, T0 + 4 * W)["time"].to_list() == [T0 + 2 * W, T0 + 3 * W]
-    assert store.delete_before("15m", T0 + W) == 1
-    assert store.read_rollups("15m", T0, T0 + 4 * W).height == 3
-
-
 def test_unavailable_server_raises_store_unavailable(backend):
     backend.store.ping()
     with backend.outage() as down:

@@ -31,7 +31,7 @@ from telemetry_core.lineprotocol import (
     escape_string_value,
 )
 from telemetry_core.store import StoreUnavailable, open_store
-from telemetry_core.store.influx_http import InfluxRequestError
+from telemetry_core.store.influx.http import InfluxRequestError
 
 # -- an independent parser ------------------------------------------------------------
 
@@ -463,7 +463,7 @@ def test_influx_write_path_does_not_load_polars():
 
 
 def test_delete_range_formatting():
-    from telemetry_core.store.influx_v2 import rfc3339_ns, version_tuple
+    from telemetry_core.store.influx.v2 import rfc3339_ns, version_tuple
 
     assert rfc3339_ns(0) == "1970-01-01T00:00:00.000000000Z"
     assert rfc3339_ns(1_795_000_000_123_456_789 - 1) == "2026-11-18T11:06:40.123456788Z"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from telemetry_core.store.base import KEY_COLUMNS, PARTIAL_SCHEMA, RAW_SCHEMA, ROLLUP_SCHEMA
-from telemetry_core.store.influx_http import Series
+from telemetry_core.store.influx.http import Series
 
 __all__ = ["PARTIAL_SCHEMA", "RAW_SCHEMA", "ROLLUP_SCHEMA"]
 

@@ -13,8 +13,8 @@ Why this layout:
   redelivery after a crash, or a second daemon committing out of order, never brings an
   older value back (the contract of ``Store.write_points``).
 * Rollups keep text keys: they are 30-900x fewer rows than raw and are read by name
-  (``sqlite_rollups.py``); retention's primitives are in ``sqlite_retention.py``; the
-  connection and its transaction in ``sqlite_base.py``.
+  (``rollups.py``); retention's primitives are in ``retention.py``; the
+  connection and its transaction in ``base.py``.
 """
 
 from __future__ import annotations
@@ -34,11 +34,10 @@ from telemetry_core.store.base import (
     LateWindow,
     Point,
     WriteResult,
-    check_level,
 )
-from telemetry_core.store.sqlite_base import sql_filters, to_frame
-from telemetry_core.store.sqlite_retention import SqliteRetention
-from telemetry_core.store.sqlite_rollups import SqliteRollups
+from telemetry_core.store.sqlite.base import sql_filters, to_frame
+from telemetry_core.store.sqlite.retention import SqliteRetention
+from telemetry_core.store.sqlite.rollups import SqliteRollups
 from telemetry_core.windows import WINDOW_15M_NS
 
 if TYPE_CHECKING:
@@ -265,20 +264,5 @@ class SqliteStore(SqliteRollups, SqliteRetention):
                 params,
             )
             return conn.total_changes - before
-
-        return self._write_txn(txn)
-
-    # -- housekeeping ----------------------------------------------------------------
-    def delete_before(self, level: str | None, before_ns: int) -> int:
-        if level is None:
-            sql, args = "DELETE FROM raw WHERE time < ?", (before_ns,)
-        else:
-            sql, args = (
-                f"DELETE FROM rollup_{check_level(level)} WHERE window_start < ?",
-                (before_ns,),
-            )
-
-        def txn(conn: sqlite3.Connection) -> int:
-            return conn.execute(sql, args).rowcount
 
         return self._write_txn(txn)

@@ -20,13 +20,13 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from telemetry_core.store.base import StoreError, level_width
-from telemetry_core.store.influx_guard import WRITERS
-from telemetry_core.store.influx_http import quote_ident
-from telemetry_core.store.influx_layout import RAW, Writer, rollup_measurement
+from telemetry_core.store.influx.guard import WRITERS
+from telemetry_core.store.influx.http import quote_ident
+from telemetry_core.store.influx.layout import RAW, Writer, rollup_measurement
 from telemetry_core.windows import WINDOW_15M_NS
 
 if TYPE_CHECKING:
-    from telemetry_core.store.influx_http import Series
+    from telemetry_core.store.influx.http import Series
 
 Query = Callable[[str], list]
 
@@ -72,7 +72,7 @@ def delete(
     """Delete each window whose live row count is still ``expected[ws]``; returns the
     rows deleted per window. The windows are counted again in one query, then each run
     of consecutive windows goes in one DELETE. Raw deletes also drop the writers'
-    heartbeats of those ranges (bookkeeping of the raw write path, see influx_guard)."""
+    heartbeats of those ranges (bookkeeping of the raw write path, see guard.py)."""
     measurement, _, _, width = _source(level)
     if not expected:
         return {}

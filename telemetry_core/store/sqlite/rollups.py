@@ -15,7 +15,7 @@ from telemetry_core.store.base import (
     check_level,
     level_width,
 )
-from telemetry_core.store.sqlite_base import SqliteBase, sql_filters, to_frame
+from telemetry_core.store.sqlite.base import SqliteBase, sql_filters, to_frame
 from telemetry_core.windows import windows_between
 
 if TYPE_CHECKING:

@@ -21,11 +21,9 @@ from telemetry_core.store.base import (
     Point,
     StoreUnavailable,
     WriteResult,
-    check_level,
 )
-from telemetry_core.store.influx_frames import raw_frame
-from telemetry_core.store.influx_guard import (
-    WRITERS,
+from telemetry_core.store.influx.frames import raw_frame
+from telemetry_core.store.influx.guard import (
     Pending,
     Registry,
     Stats,
@@ -33,15 +31,15 @@ from telemetry_core.store.influx_guard import (
     Verifier,
     new_token,
 )
-from telemetry_core.store.influx_http import InfluxRequestError, V1Http, quote_ident
-from telemetry_core.store.influx_late import LateMixin
-from telemetry_core.store.influx_layout import (
+from telemetry_core.store.influx.http import InfluxRequestError, V1Http, quote_ident
+from telemetry_core.store.influx.late import LateMixin
+from telemetry_core.store.influx.layout import (
     RAW,
     Writer,
     tag_filters,
 )
-from telemetry_core.store.influx_order import SEQ_LIMIT, PreWrite, clusters, pack, resolve
-from telemetry_core.store.influx_rollups import RollupMixin
+from telemetry_core.store.influx.order import SEQ_LIMIT, PreWrite, clusters, pack, resolve
+from telemetry_core.store.influx.rollups import RollupMixin
 
 if TYPE_CHECKING:
     import polars as pl
@@ -90,7 +88,7 @@ class InfluxStore(LateMixin, RollupMixin):
         seqs: Sequence[int] | None = None,
         late_cutoff_ns: int | None = None,
     ) -> WriteResult:
-        """Upsert in stream order (see :mod:`telemetry_core.store.influx_order`)."""
+        """Upsert in stream order (see :mod:`telemetry_core.store.influx.order`)."""
         if not points:
             return WriteResult(0)
         rows, row_seqs = resolve(points, seqs)
@@ -177,27 +175,9 @@ class InfluxStore(LateMixin, RollupMixin):
         )
         return raw_frame(series)
 
-    # -- housekeeping ----------------------------------------------------------------
-    def delete_before(self, level: str | None, before_ns: int) -> int:
-        measurement = RAW if level is None else f"rollup_{check_level(level)}"
-        counted = "value" if level is None else "count"
-        live = "" if level is None else ' AND "count" > 0'
-        (series,) = self.query(
-            f"SELECT count({quote_ident(counted)}) FROM {quote_ident(measurement)} "
-            f"WHERE time < {int(before_ns)}{live}"
-        )
-        n = int(series[0].values[0][1]) if series and series[0].values else 0
-        if level is None:  # old heartbeats go with the raw points
-            self._writer.delete(WRITERS, -(2**62), int(before_ns), {})
-        if n and not self._writer.delete(measurement, -(2**62), int(before_ns), {}):
-            log.warning(
-                "this server does not delete through the v1 API: %s older than %s is kept; "
-                "set a retention period on the database or bucket instead",
-                measurement,
-                before_ns,
-            )
-            return 0
-        return n
+    def scan_points(self, start_ns: int, end_ns: int) -> pl.DataFrame:
+        """InfluxDB returns series in tag order anyway: the plain read is the scan."""
+        return self.read_points(start_ns, end_ns)
 
     def ping(self) -> None:
         self._http.ping()
@@ -231,17 +211,17 @@ class InfluxStore(LateMixin, RollupMixin):
 
     # -- retention (telemetry_core.retention decides what goes; these count and delete) ---
     def retention_oldest(self, level: str | None, before_ns: int) -> int | None:
-        from telemetry_core.store import influx_retention
+        from telemetry_core.store.influx import retention as influx_retention
 
         return influx_retention.oldest(self.query, level, before_ns)
 
     def retention_counts(self, level: str | None, start_ns: int, end_ns: int) -> dict[int, int]:
-        from telemetry_core.store import influx_retention
+        from telemetry_core.store.influx import retention as influx_retention
 
         return influx_retention.counts(self.query, level, start_ns, end_ns)
 
     def retention_delete(self, level: str | None, expected: Mapping[int, int]) -> dict[int, int]:
-        from telemetry_core.store import influx_retention
+        from telemetry_core.store.influx import retention as influx_retention
 
         self._ensure()
         return influx_retention.delete(self.query, self._writer, level, expected)

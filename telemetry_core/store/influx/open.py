@@ -24,13 +24,13 @@ Data layout (one database or bucket, dedicated to this platform)
     write carries both fields, so a rewrite is always a complete field set. ``seq`` is the
     JetStream sequence of the point's message (0 for writes from outside the stream),
     packed with a batch token while several writers are live: see
-    :mod:`telemetry_core.store.influx_order`. Reads select ``value`` only. Why not one
+    :mod:`telemetry_core.store.influx.order`. Reads select ``value`` only. Why not one
     InfluxDB measurement per telemetry measurement: the raw->15m rollup is then one
     ``GROUP BY time(15m), *`` over one measurement, names can never collide with the
     rollup measurements, and the tags keep the column names the API returns.
 ``writers id="<random>"[,retired=true] <time ns>``
     Heartbeats of the store objects writing raw points (see
-    :mod:`telemetry_core.store.influx_guard`); dropped with raw points by retention.
+    :mod:`telemetry_core.store.influx.guard`); dropped with raw points by retention.
 ``rollup_<level>,<same tags> count=<n>i,sum=..,min=..,max=..,first=..,last=..,
 first_time=<ns>i,last_time=<ns>i,is_work_hours=<1|0|-1>i <window_start>``
     One measurement per level (``rollup_15m``, ``rollup_1h``, ``rollup_site_15m``...),
@@ -51,7 +51,7 @@ first_time=<ns>i,last_time=<ns>i,is_work_hours=<1|0|-1>i <window_start>``
 
 Series cardinality is the number of (measurement, site, device, field) combinations plus
 a few per site for the bookkeeping measurements: the same as the SQLite store's series
-table. Retention: :meth:`delete_before` deletes on 1.x and through the 2.x delete API;
+table. Retention deletes on 1.x and through the 2.x delete API (``retention.py``);
 on InfluxDB 3.x give the database a retention period instead.
 """
 
@@ -63,10 +63,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from telemetry_core.identifiers import check_name
 from telemetry_core.store.base import StoreError, StoreUnavailable
-from telemetry_core.store.influx_guard import Timing
-from telemetry_core.store.influx_http import InfluxRequestError, V1Http, quote_ident
-from telemetry_core.store.influx_layout import tag_filters
-from telemetry_core.store.influx_store import InfluxStore
+from telemetry_core.store.influx.guard import Timing
+from telemetry_core.store.influx.http import InfluxRequestError, V1Http, quote_ident
+from telemetry_core.store.influx.layout import tag_filters
+from telemetry_core.store.influx.store import InfluxStore
 
 __all__ = ["InfluxRequestError", "InfluxStore", "V1Writer", "open_influx"]
 
@@ -149,7 +149,7 @@ def open_influx(url: str) -> InfluxStore:
         )
         return InfluxStore(url, http, V1Writer(http), timing)
     if scheme == "influxdb2":
-        from telemetry_core.store.influx_v2 import V2Writer
+        from telemetry_core.store.influx.v2 import V2Writer
 
         org = params.get("org")
         if not org:

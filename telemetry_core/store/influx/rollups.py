@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING
 from telemetry_core.identifiers import check_field, check_name
 from telemetry_core.lineprotocol import check_float_column, encode_frame
 from telemetry_core.store.base import ALL, KEY_COLUMNS, ROLLUP_COLUMNS, check_level, level_width
-from telemetry_core.store.influx_frames import (
+from telemetry_core.store.influx.frames import (
     PARTIAL_SCHEMA,
     ROLLUP_SCHEMA,
     frame,
     series_key,
     sort_keys,
 )
-from telemetry_core.store.influx_http import quote_ident, quote_str
-from telemetry_core.store.influx_layout import (
+from telemetry_core.store.influx.http import quote_ident, quote_str
+from telemetry_core.store.influx.layout import (
     RAW,
     ROLLED_UP,
     ROLLUP_FIELDS,
@@ -39,7 +39,7 @@ from telemetry_core.windows import windows_between
 if TYPE_CHECKING:
     import polars as pl
 
-    from telemetry_core.store.influx_http import V1Http
+    from telemetry_core.store.influx.http import V1Http
 
 _VALUE = quote_ident("value")
 _STATEMENTS_PER_REQUEST = 200

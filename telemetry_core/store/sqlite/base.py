@@ -1,8 +1,8 @@
 """What every part of the SQLite store shares: the connection, its lock, the write
 transaction, the translation of lock/IO errors, and the helpers that build frames and
 filters. The store itself (``sqlite.SqliteStore``) is composed of one part per role:
-raw points (``sqlite.py``), rollups (``sqlite_rollups.py``), retention
-(``sqlite_retention.py``)."""
+raw points (``raw.py``), rollups (``rollups.py``), retention
+(``retention.py``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from telemetry_core.identifiers import check_field, check_name
 from telemetry_core.store.base import ALL, StoreUnavailable
-from telemetry_core.store.sqlite_schema import OPEN_TIMEOUT_S, open_connection
+from telemetry_core.store.sqlite.schema import OPEN_TIMEOUT_S, open_connection
 
 if TYPE_CHECKING:
     import polars as pl

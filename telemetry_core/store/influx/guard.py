@@ -9,7 +9,7 @@ InfluxDB has no lock and no conditional write, so concurrency is made visible in
   finds others already live waits ``settle`` (refresh + window) before its first write,
   so that every alone writer has seen it and its in-flight writes have landed.
 * **Verification** (not alone). Each batch's ``seq`` values carry a random 27-bit token
-  (:func:`~telemetry_core.store.influx_order.pack`). ``window`` seconds after the write
+  (:func:`~telemetry_core.store.influx.order.pack`). ``window`` seconds after the write
   was acknowledged, a background thread counts the points still carrying the token in the
   batch's time span; a shortfall is examined point by point, and a point now holding a
   lower sequence is written again (and verified again).
@@ -28,9 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from telemetry_core.store.base import StoreUnavailable
-from telemetry_core.store.influx_http import InfluxRequestError, quote_ident
-from telemetry_core.store.influx_layout import RAW
-from telemetry_core.store.influx_order import (
+from telemetry_core.store.influx.http import InfluxRequestError, quote_ident
+from telemetry_core.store.influx.layout import RAW
+from telemetry_core.store.influx.order import (
     NO_SEQ,
     STATEMENTS,
     TOKEN_BITS,

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Callable, Mapping
 
 from telemetry_core.store.base import check_level, level_width
-from telemetry_core.store.sqlite_base import SqliteBase
+from telemetry_core.store.sqlite.base import SqliteBase
 from telemetry_core.windows import WINDOW_15M_NS
 
 

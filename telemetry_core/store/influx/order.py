@@ -5,7 +5,7 @@ Every raw point carries the JetStream stream sequence of its message in an integ
 points whose stored ``seq`` is higher (a redelivery after a crash); the rest are written
 with whole field sets (``value`` and ``seq``). That read-then-write is not atomic: with
 several writers at once, a lower sequence read before a higher one landed can land after
-it. So while other writers are registered (see :mod:`telemetry_core.store.influx_guard`),
+it. So while other writers are registered (see :mod:`telemetry_core.store.influx.guard`),
 each batch gets a random token packed into its ``seq`` values, and ``window`` seconds after
 its write a verifier counts the points still carrying that token; a shortfall is checked
 point by point and a point overwritten by a lower sequence is written again. Why this
@@ -24,8 +24,8 @@ from itertools import islice
 from operator import itemgetter, le
 
 from telemetry_core.store.base import Point
-from telemetry_core.store.influx_http import Series, quote_ident
-from telemetry_core.store.influx_layout import RAW, tag_filters
+from telemetry_core.store.influx.http import Series, quote_ident
+from telemetry_core.store.influx.layout import RAW, tag_filters
 
 Key = tuple[str, str, str, str]
 Query = Callable[[str], list[list[Series]]]

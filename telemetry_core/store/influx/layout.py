@@ -11,7 +11,7 @@ from typing import Protocol
 from telemetry_core.identifiers import check_field, check_name
 from telemetry_core.lineprotocol import FieldKind
 from telemetry_core.store.base import ALL, check_level
-from telemetry_core.store.influx_http import quote_ident, quote_str
+from telemetry_core.store.influx.http import quote_ident, quote_str
 
 RAW = "raw"
 ROLLED_UP = "rolled_up"

@@ -14,8 +14,8 @@ from operator import itemgetter
 
 from telemetry_core.identifiers import check_name
 from telemetry_core.store.base import ALL, LateWindow, Point
-from telemetry_core.store.influx_http import quote_ident
-from telemetry_core.store.influx_layout import LATE, ROLLED_UP, Writer
+from telemetry_core.store.influx.http import quote_ident
+from telemetry_core.store.influx.layout import LATE, ROLLED_UP, Writer
 from telemetry_core.windows import WINDOW_15M_NS
 
 

@@ -22,7 +22,7 @@ from typing import TypeVar
 
 from telemetry_core.identifiers import check_name
 from telemetry_core.store.base import StoreUnavailable
-from telemetry_core.store.influx_http import InfluxRequestError, V1Http
+from telemetry_core.store.influx.http import InfluxRequestError, V1Http
 
 _T = TypeVar("_T")
 
