@@ -148,5 +148,18 @@ def nats_server() -> Iterator[NatsServer]:
 
 
 @pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A ``postgresql://`` URL of a fresh, empty database on the test server (tests/pg.py),
+    dropped after the test."""
+    from tests.pg import PostgresUnavailable, database_url, temporary_database
+
+    try:
+        with temporary_database() as name:
+            yield database_url(name)
+    except PostgresUnavailable as exc:
+        need_service(str(exc))
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'telemetry.db'}"

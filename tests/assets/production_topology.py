@@ -15,18 +15,15 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from telemetry_cli.dagster_local import graphql, wait_ready
 from telemetry_cli.services import group_alive, stop_process_group
 from tests.conftest import free_port
+from tests.pg import PG
 
 REPO = Path(__file__).resolve().parents[2]
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 LOCATION = "telemetry"
 # Materialisations of a range run are written in one statement per step (dagster-postgres'
 # batch insert) instead of one transaction each: ~25 ms -> ~1 ms a partition here.
@@ -35,39 +32,6 @@ EVENT_BATCH_SIZE = "10000"
 DAEMON_HEALTH = """
 query { instance { daemonHealth { allDaemonStatuses { daemonType required healthy } } } }
 """
-
-
-class PostgresUnavailable(RuntimeError):
-    """The machine's PostgreSQL cannot be reached (the caller decides: skip or fail)."""
-
-
-def _admin():
-    import psycopg2
-
-    try:
-        conn = psycopg2.connect(dbname="postgres", connect_timeout=3, **PG)
-    except psycopg2.OperationalError as exc:
-        raise PostgresUnavailable(
-            f"PostgreSQL on {PG['host']}:{PG['port']} (user {PG['user']}) unreachable: "
-            f"{str(exc).strip()}"
-        ) from None
-    conn.autocommit = True
-    return conn
-
-
-@contextmanager
-def temporary_database(prefix: str = "telemetry_topology") -> Iterator[str]:
-    """A fresh PostgreSQL database for one Dagster instance, dropped afterwards."""
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    conn = _admin()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')  # generated name, not user input
-        yield name
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.close()
 
 
 def dagster_env(home: Path, database: str, code_port: int) -> dict[str, str]:

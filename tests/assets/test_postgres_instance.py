@@ -4,48 +4,26 @@ machine's real PostgreSQL records a run and its per-partition materialisations."
 from __future__ import annotations
 
 import shutil
-import uuid
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from tests.assets.rollup_helpers import fleet_points, need_service, ns
+from tests.pg import PG, PostgresUnavailable, temporary_database
 
 pytestmark = pytest.mark.services
 
 REPO = Path(__file__).resolve().parents[2]
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-
-
-def _admin():
-    import psycopg2
-
-    try:
-        conn = psycopg2.connect(dbname="postgres", connect_timeout=3, **PG)
-    except psycopg2.OperationalError as exc:
-        need_service(f"PostgreSQL on 127.0.0.1:5432 (user postgres) unreachable: {exc}".strip())
-    conn.autocommit = True
-    return conn
 
 
 @pytest.fixture
 def pg_database():
-    name = f"telemetry_test_{uuid.uuid4().hex[:12]}"
-    conn = _admin()
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')  # name is generated above, not user input
     try:
-        yield name
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
-                (name,),
-            )
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.close()
+        with temporary_database() as name:
+            yield name
+    except PostgresUnavailable as exc:
+        need_service(str(exc))
 
 
 def test_postgres_instance_records_run_and_materializations(
