@@ -14,6 +14,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from telemetry_core.store.urls import redact_url
+
 HELP = """Start everything locally: nats-server (JetStream under the state folder, MQTT on
 $TELEMETRY_MQTT_PORT, default 1883), the ingest daemon writing to the SQLite store in the
 state folder, the device simulator (one energy meter spikes past the power-high threshold
@@ -49,6 +51,13 @@ def register(sub) -> None:
         type=float,
         default=24.0,
         help="hours of simulated history seeded and backfilled at start (default 24; 0: none)",
+    )
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help="store URL (default $TELEMETRY_STORE_URL, else sqlite:///<state>/telemetry.db); "
+        "e.g. postgresql://user@host:5432/telemetry: raw points, rollups and alerts then live "
+        "in that database",
     )
     p.add_argument("--no-dagster", action="store_true", help="ingest only (no history either)")
     p.add_argument("--duration", type=float, help="stop by itself after this many seconds")
@@ -131,7 +140,10 @@ def run(args: argparse.Namespace) -> int:
         ports["Dagster UI"] = (args.dagster_port, "use --dagster-port")
     setup.check_ports(ports)
     nats_port, http_port = free_port(), free_port()
-    store_url = os.environ.get("TELEMETRY_STORE_URL") or f"sqlite:///{state / 'telemetry.db'}"
+    store_url = (
+        args.store or os.environ.get("TELEMETRY_STORE_URL") or f"sqlite:///{state / 'telemetry.db'}"
+    )
+    _check_store(store_url)
     env = {
         **os.environ,
         "TELEMETRY_NATS_URL": f"nats://127.0.0.1:{nats_port}",
@@ -221,7 +233,7 @@ def _describe(env, state, config, http_port, api_port, mqtt_port, hook_port, arg
         "iot.<measurement>.<site>.<device>; try (trips the threshold):"
     )
     print("            " + MQTT_EXAMPLE.format(port=mqtt_port))
-    print(f"store       {env['TELEMETRY_STORE_URL']}")
+    print(f"store       {redact_url(env['TELEMETRY_STORE_URL'])}")
     print(f"config      {config}")
     print(f"daemon      http://127.0.0.1:{http_port}/health  and  /metrics")
     print(f"HTTP API    {api}/docs  e.g. {api}/v1/series?measurement=energy&field=power_w")
@@ -235,6 +247,18 @@ def _describe(env, state, config, http_port, api_port, mqtt_port, hook_port, arg
     if not args.no_dagster:
         print(f"Dagster UI  http://127.0.0.1:{args.dagster_port}  (starting; takes a minute)")
     print(f"logs        {state / 'logs'}", flush=True)
+
+
+def _check_store(url: str) -> None:
+    """Open the store once before anything starts: a wrong URL, an unreachable server or a
+    missing database is one line now, not a daemon that dies in the background."""
+    from telemetry_cli.errors import CliError
+    from telemetry_core.store import StoreError, StoreUnavailable, open_store
+
+    try:
+        open_store(url).close()
+    except (StoreError, StoreUnavailable) as exc:
+        raise CliError(f"store {redact_url(url)}: {exc}") from None
 
 
 class ChildExited(RuntimeError):
