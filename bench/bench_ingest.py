@@ -146,16 +146,19 @@ def ceiling(url: str, n: int) -> tuple[float, float]:
     return n / result["seconds"], result["cpu"] / n * 1e6
 
 
-def daemon_run(url: str, n_msgs: int, per_msg: int, work: Path) -> tuple[float, int, float]:
+def daemon_run(
+    url: str, n_msgs: int, per_msg: int, work: Path, store_url: str | None = None
+) -> tuple[float, int, float]:
     """Readings/s from the first commit to the last (process start-up excluded), peak RSS
-    (kB), and the event-loop thread's CPU µs per message over the same span."""
+    (kB), and the event-loop thread's CPU µs per message over the same span. The store is
+    a fresh SQLite file in ``work`` unless ``store_url`` names another (empty) one."""
     prepublish(url, n_msgs, per_msg)
     db = work / f"bench-{time.monotonic_ns()}.db"
     port = free_port()
     env = {
         **os.environ,
         "TELEMETRY_NATS_URL": url,
-        "TELEMETRY_STORE_URL": f"sqlite:///{db}",
+        "TELEMETRY_STORE_URL": store_url or f"sqlite:///{db}",
         "TELEMETRY_HTTP_PORT": str(port),
         "TELEMETRY_LOG_LEVEL": "WARNING",
     }

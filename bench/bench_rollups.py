@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from telemetry_core.config import Config, Site, WorkHours  # noqa: E402
 from telemetry_core.rollup import ROLLUP_SPECS, compute_rollup, with_work_hours  # noqa: E402
+from telemetry_core.store import Store  # noqa: E402
 from telemetry_core.store.sqlite import SqliteStore  # noqa: E402
 from telemetry_core.timeutil import parse_rfc3339  # noqa: E402
 from telemetry_core.windows import HOUR_NS, WINDOW_15M_NS, partition_key  # noqa: E402
@@ -79,7 +80,7 @@ def config_toml() -> str:
     return "\n".join(lines)
 
 
-def write_week(store: SqliteStore, days: int, devices_per_site: int = 40, step_s: int = 30) -> int:
+def write_week(store: Store, days: int, devices_per_site: int = 40, step_s: int = 30) -> int:
     rng = random.Random(42)
     steps = days * 86400 // step_s
     total = 0
@@ -102,16 +103,17 @@ def write_week(store: SqliteStore, days: int, devices_per_site: int = 40, step_s
     return total
 
 
-def compute_all(store: SqliteStore, config: Config, start: int, end: int) -> None:
+def compute_all(store: Store, config: Config, start: int, end: int) -> None:
     """Every level over [start, end), as the assets do (one chunk each): the rows of
     ROLLUP_SPECS in order, through the same compute_rollup the assets call."""
+    kind = "PostgreSQL" if store.url.startswith("postgres") else "SQLite"
     for spec in ROLLUP_SPECS:
-        step = "aggregate_raw (SQLite)" if spec.rule == "raw" else "read_rollups + combine"
+        step = f"aggregate_raw ({kind})" if spec.rule == "raw" else "read_rollups + combine"
         with timed(step):
             partials = compute_rollup(spec, store, start, end)
         with timed("with_work_hours (polars)"):
             rows = with_work_hours(partials, config, spec.scope)
-        with timed("replace_rollups (SQLite)"):
+        with timed(f"replace_rollups ({kind})"):
             store.replace_rollups(spec.level, start, end, rows)
 
 
