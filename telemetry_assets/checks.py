@@ -21,7 +21,7 @@ check then validates the whole range, and no automation is gated on checks.
 """
 
 from collections.abc import Callable, Sequence
-from typing import cast
+from typing import Any, cast
 
 import dagster as dg
 import polars as pl
@@ -67,7 +67,7 @@ def reconcile(
     actual: pl.DataFrame, expected: pl.DataFrame, columns: Sequence[str], source: str
 ) -> dg.AssetCheckResult:
     diff = mismatches(actual, expected, columns)
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "rows_checked": actual.height,
         "rows_expected": expected.height,
         "mismatched_rows": diff.height,
@@ -162,7 +162,7 @@ def devices_complete(s: Store, config: Config, start: int, end: int) -> dg.Asset
     short = grid.filter(pl.col("reporting") < pl.col("expected")).sort("window_start", "site_id")
     reporting = int(grid["reporting"].sum())
     total = int(grid["expected"].sum())
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "devices_expected": int(sum(expected.values())),
         "devices_reporting": int(
             rows.filter(pl.col("site_id").is_in(list(expected)))

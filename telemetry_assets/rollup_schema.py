@@ -36,14 +36,13 @@ def rollup_schema(width_ns: int, delta_fields: list[str]) -> pa.DataFrameSchema:
         ok = ~key.is_in(delta_fields) | (pl.col("min") >= 0)
         return data.lazyframe.select(ok.alias("ok"))
 
-    text = {"nullable": False}
     return pa.DataFrameSchema(
         {
             "window_start": pa.Column(pl.Int64, nullable=False),
-            "measurement": pa.Column(pl.String, **text),
-            "site_id": pa.Column(pl.String, **text),
-            "device_id": pa.Column(pl.String, **text),
-            "field": pa.Column(pl.String, **text),
+            "measurement": pa.Column(pl.String, nullable=False),
+            "site_id": pa.Column(pl.String, nullable=False),
+            "device_id": pa.Column(pl.String, nullable=False),
+            "field": pa.Column(pl.String, nullable=False),
             "count": pa.Column(pl.Int64, pa.Check.ge(1), nullable=False),
             "sum": pa.Column(pl.Float64, nullable=False),
             "min": pa.Column(pl.Float64, nullable=False),

@@ -230,11 +230,11 @@ def data_complete(backfill: dict, targets: dict[str, tuple[str, str]]) -> bool:
         if run.get("status") != "SUCCESS":
             continue
         tags = {t["key"]: t["value"] for t in run.get("tags") or []}
-        first = tags.get(RANGE_START_TAG) or tags.get(PARTITION_TAG)
-        last = tags.get(RANGE_END_TAG) or tags.get(PARTITION_TAG)
-        if not first or not last:
+        run_first = tags.get(RANGE_START_TAG) or tags.get(PARTITION_TAG)
+        run_last = tags.get(RANGE_END_TAG) or tags.get(PARTITION_TAG)
+        if not run_first or not run_last:
             continue
-        lo, hi = parse_partition_key(first), parse_partition_key(last)
+        lo, hi = parse_partition_key(run_first), parse_partition_key(run_last)
         for key in run.get("assetSelection") or []:
             keys = missing.get("/".join(key["path"]))
             if keys:
@@ -278,6 +278,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"Dagster refused the backfill: {detail.strip().splitlines()[0]}")
     backfill_id = result["backfillId"]
     q, h = ranges["15m"], ranges["1h"]
+    assert q is not None, "partition_ranges refuses a range without a 15-minute window"
     print(
         f"backfill {backfill_id}: 15m {q[0]}..{q[1]}"
         + (f", 1h {h[0]}..{h[1]}" if h else "")
@@ -311,8 +312,8 @@ def follow(
             if data["__typename"] != "PartitionBackfill":
                 raise CliError(f"backfill {backfill_id}: {data.get('message', data['__typename'])}")
             status, targeted, done, running, failed = summarize(data)
-            complete = bool(targets) and not failed and data_complete(data, targets)
-            if complete:  # the daemon's counts lag behind the runs until its next pass
+            complete = bool(targets) and not failed and data_complete(data, targets or {})
+            if complete and targets:  # the daemon's counts lag behind the runs until its next pass
                 targeted = sum(_count(t, asset_grains()[a]) for a, t in targets.items())
                 done, running = targeted, 0
             line = (

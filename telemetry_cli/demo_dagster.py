@@ -68,9 +68,11 @@ class HistoryBackfill:
         if result["__typename"] != "LaunchBackfillSuccess":
             detail = result.get("message") or result["__typename"]
             raise CliError(f"Dagster refused the history backfill: {detail.splitlines()[0]}")
-        first, last = (parse_partition_key(k) for k in ranges["15m"])
+        quarters = ranges["15m"]
+        assert quarters is not None, "partition_ranges refuses a range without a 15-minute window"
+        first, last = (parse_partition_key(k) for k in quarters)
         windows = (last - first) // WINDOW_15M_NS + 1
-        return cls(url, result["backfillId"], windows, ranges["15m"][1])
+        return cls(url, result["backfillId"], windows, quarters[1])
 
     @property
     def ui(self) -> str:

@@ -179,7 +179,7 @@ def seed_history(
             field=field,
         )
         if existing.height:
-            end_ns = int(existing["time"].min())
+            end_ns = int(existing["time"].sort()[0])
         rng = random.Random(start)
         spikes = Spikes(start, SPIKE_EVERY_S, length_s=HISTORY_INTERVAL_S)  # one reading each
         step = int(HISTORY_INTERVAL_S * NS)

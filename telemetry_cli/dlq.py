@@ -174,9 +174,7 @@ async def read_letters(
         return []
     config = api.ConsumerConfig(
         deliver_policy=api.DeliverPolicy.BY_START_TIME if since_ns else api.DeliverPolicy.ALL,
-        opt_start_time=to_datetime(since_ns).isoformat().replace("+00:00", "Z")
-        if since_ns
-        else None,
+        opt_start_time=to_datetime(since_ns) if since_ns else None,
     )
     sub = await js.subscribe(
         ">", stream=DLQ_STREAM, ordered_consumer=True, config=config, pending_msgs_limit=-1

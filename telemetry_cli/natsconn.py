@@ -34,4 +34,6 @@ async def connect(nats_url: str | None = None):
         )
     except (NoServersError, OSError, TimeoutError) as exc:
         where = redact_url(settings.nats_url)
-        raise CliError(f"cannot connect to NATS at {where}: {exc or type(exc).__name__}") from None
+        raise CliError(
+            f"cannot connect to NATS at {where}: {str(exc) or type(exc).__name__}"
+        ) from None

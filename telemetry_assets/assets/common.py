@@ -93,9 +93,9 @@ def window_metadata(
         device.filter(pl.col("site_id").is_in(list(expected))).n_unique().alias("seen"),
     )
     for ws, n_rows, points, sites, devices, seen in agg.iter_rows():
-        md = out.get(ws)
-        if md is None:
+        if ws not in out:
             continue
+        md = out[ws]
         md.update(rows=int(n_rows), points=int(points), sites=int(sites))
         if scope == "device":
             md["devices_reporting"] = int(devices)
@@ -111,9 +111,9 @@ def window_metadata(
         .agg(pl.col("count").sum(), pl.col("sum").sum())
     )
     for ws, m, f, count, total in totals.iter_rows():
-        md = out.get(ws)
-        if md is None:
+        if ws not in out:
             continue
+        md = out[ws]
         if headline(config.field_kind(m, f)) == "sum":
             md[f"{m}.{f}.sum"] = float(total)
         else:

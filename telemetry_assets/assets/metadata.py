@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Sequence
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import dagster as dg
@@ -206,4 +206,5 @@ def describe_assets(
     with warnings.catch_warnings():  # code references are beta in Dagster 1.13
         warnings.simplefilter("ignore", dg.BetaWarning)
         described: list[Any] = list(dg.map_asset_specs(add, list(assets)))
-        return list(dg.with_source_code_references(described))
+        referenced = dg.with_source_code_references(described)
+        return cast(list[dg.AssetsDefinition | dg.AssetSpec], list(referenced))

@@ -14,6 +14,7 @@ Dagster process launching runs).
 """
 
 import os
+from typing import Any
 
 import dagster as dg
 
@@ -44,7 +45,7 @@ def deliver_alerts(context: dg.OpExecutionContext, store: TelemetryStore) -> dg.
             db, config, secrets, http_timeout=HTTP_TIMEOUT_S, max_seconds=MAX_RUN_SECONDS
         )
         upcoming = next_due(db)
-    metadata: dict[str, object] = dict(counts.as_metadata())
+    metadata: dict[str, Any] = dict(counts.as_metadata())
     metadata["next_due"] = format_rfc3339(upcoming) if upcoming is not None else "nothing pending"
     context.log.info(
         f"attempted {counts.attempted}: delivered {counts.delivered}, retrying "

@@ -13,6 +13,7 @@ in a partition Dagster could mark stale; what the UI needs is the run and its me
 """
 
 import time
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -70,7 +71,7 @@ class Totals:
             row[2] += r.anomalies
             row[3] += r.no_verdict
 
-    def metadata(self) -> dict[str, object]:
+    def metadata(self) -> dict[str, Any]:
         out: dict[str, object] = {
             "windows": self.windows,
             "windows_stale": self.stale,

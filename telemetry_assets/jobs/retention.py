@@ -17,6 +17,8 @@ there is no new data product to materialise. What the UI needs is the run, its l
 its metadata (windows and points deleted, windows kept and why), plotted run after run.
 """
 
+from typing import Any
+
 import dagster as dg
 from pydantic import Field
 
@@ -76,9 +78,9 @@ def materialised_partitions(instance: dg.DagsterInstance):
     return materialised
 
 
-def report_metadata(report: RetentionReport) -> dict[str, object]:
+def report_metadata(report: RetentionReport) -> dict[str, Any]:
     """Numeric counts (the UI plots them run after run), cut-offs, and the kept table."""
-    md: dict[str, object] = {
+    md: dict[str, Any] = {
         "dry_run": dg.MetadataValue.bool(report.dry_run),
         "raw_cutoff": format_rfc3339(report.raw_cutoff_ns),
         "rollup_15m_cutoff": format_rfc3339(report.rollup_15m_cutoff_ns),

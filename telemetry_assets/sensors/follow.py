@@ -25,7 +25,8 @@ QUARTER_ASSET = dg.AssetKey("rollup_15m")
 def wrote_quarters(run: dg.DagsterRun) -> bool:
     if run.job_name == QUARTER_JOB:
         return True
-    return bool(run.asset_selection) and QUARTER_ASSET in run.asset_selection
+    selection = run.asset_selection
+    return selection is not None and QUARTER_ASSET in selection
 
 
 def hours_of_run(tags: dict[str, str], now_ns: int) -> tuple[str, str] | None:
