@@ -32,7 +32,7 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -55,7 +55,8 @@ ALERTS_DB_USAGE = "use a path, sqlite:///path.db or postgresql://user@host:5432/
 
 
 class Cursor(Protocol):
-    rowcount: int
+    @property
+    def rowcount(self) -> int: ...
 
     def fetchone(self) -> Any: ...
     def fetchall(self) -> list[Any]: ...
@@ -65,8 +66,8 @@ class Cursor(Protocol):
 class Connection(Protocol):
     """What ``AlertsDB.write()``/``read()`` yield: sqlite3's calls, ``?`` placeholders."""
 
-    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Cursor: ...
-    def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> Cursor: ...
+    def execute(self, sql: str, params: Any = ..., /) -> Cursor: ...
+    def executemany(self, sql: str, params: Any, /) -> Cursor: ...
 
 
 class AlertsUnavailable(StoreUnavailable):

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, replace
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from telemetry_core.alerts.db import Connection

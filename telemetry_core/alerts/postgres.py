@@ -84,14 +84,14 @@ class PgConnection:
         self._conn = conn
 
     def execute(self, sql: str, params: Sequence[Any] = (), /) -> Cursor:
-        return self._conn.execute(to_pyformat(sql), tuple(params))  # type: ignore[arg-type]
+        return self._conn.execute(to_pyformat(sql), tuple(params))
 
     def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> Cursor:
         cur = self._conn.cursor()
         rows = [tuple(p) for p in params]
         if rows:  # sqlite3 accepts an empty batch; so do we
-            cur.executemany(to_pyformat(sql), rows)  # type: ignore[arg-type]
-        return cur  # type: ignore[return-value]
+            cur.executemany(to_pyformat(sql), rows)
+        return cur
 
 
 class PostgresAlertsDB(AlertsDB):

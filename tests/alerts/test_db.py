@@ -63,9 +63,7 @@ def test_alerts_db_url(store_url, env, expected):
         ("mysql://u:s3cret@h/db", {}, "TELEMETRY_STORE_URL"),
     ],
 )  # fmt: skip
-def test_an_unsupported_location_names_the_setting_and_hides_the_password(
-    store_url, env, setting
-):
+def test_an_unsupported_location_names_the_setting_and_hides_the_password(store_url, env, setting):
     with pytest.raises(StoreError) as info:
         alerts_db_url(store_url, env)
     assert setting in str(info.value) and "s3cret" not in str(info.value)
@@ -196,11 +194,10 @@ def test_postgres_connection_lost_is_an_outage_and_the_next_use_reconnects(postg
     assert _terminate(postgres_url) == 1
     assert engine.apply([("energy", "s", "d", "power_w", T0 + S, 500.0)], None, T0).fired == 1
     # lost inside a transaction: an outage (the daemon retries, does not ack) ...
-    with pytest.raises(AlertsUnavailable) as info:
-        with db.write() as conn:
-            conn.execute("SELECT 1")
-            _terminate(postgres_url)
-            conn.execute("SELECT 1")
+    with pytest.raises(AlertsUnavailable) as info, db.write() as conn:
+        conn.execute("SELECT 1")
+        _terminate(postgres_url)
+        conn.execute("SELECT 1")
     assert isinstance(info.value, StoreUnavailable)
     # ... and the retry reconnects; the rolled-back transaction left no trace
     assert engine.apply([("energy", "s", "d", "power_w", T0 + 2 * S, 5.0)], None, T0).resolved == 1
@@ -217,7 +214,7 @@ def test_postgres_schema_is_created_once_when_processes_start_together(postgres_
         start.wait()
         try:
             opened.append(AlertsDB(postgres_url))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=open_one) for _ in range(6)]
@@ -246,7 +243,10 @@ def test_both_backends_create_the_same_tables(alerts_db):
             "SET outcome = excluded.outcome",
             (1, 1, T0, "delivered", 200, None, 2.5),
         )
-        assert conn.execute("UPDATE alert_attempts SET at = ? WHERE at = ?", (T0 + 1, T0)).rowcount == 1
+        assert (
+            conn.execute("UPDATE alert_attempts SET at = ? WHERE at = ?", (T0 + 1, T0)).rowcount
+            == 1
+        )
     with alerts_db.read() as conn:
         rows = conn.execute(
             "SELECT outbox_id, attempt, at, outcome, status, error FROM alert_attempts "
@@ -257,9 +257,7 @@ def test_both_backends_create_the_same_tables(alerts_db):
 
 def _transitions(url: str, device_offset: int, start: threading.Barrier, errors: list) -> None:
     """One daemon's engine writing a flapping series of shared and own devices."""
-    cfg = make_config(
-        [RULE], cooldown_seconds=0, files=[{"name": "log", "path": "/dev/null"}]
-    )
+    cfg = make_config([RULE], cooldown_seconds=0, files=[{"name": "log", "path": "/dev/null"}])
     db = open_alerts_db(url)
     engine = ThresholdEngine(cfg, db)
     start.wait()
@@ -269,7 +267,7 @@ def _transitions(url: str, device_offset: int, start: threading.Barrier, errors:
             batch = [("energy", "site-a", f"m-{d}", "power_w", T0 + t * S, value)
                      for d in (0, 1, 2 + device_offset)]  # fmt: skip
             engine.apply(batch, None, T0 + t * S)
-    except BaseException as exc:  # noqa: BLE001 - reported by the test
+    except BaseException as exc:
         errors.append(exc)
     finally:
         db.close()
