@@ -75,7 +75,7 @@ def threshold_hook(
     if not config.thresholds:
         return None
     location = alerts_db_url(store_url, env)
-    db = open_alerts_db(location)
+    db = open_alerts_db(location, lazy=True)  # a server still starting: an outage, not a crash
     log.info("%d threshold rules checked on every commit; alerts in %r", len(config.thresholds), db)
     if location == DEFAULT_ALERTS_URL:
         log.warning(

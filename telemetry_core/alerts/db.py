@@ -150,7 +150,14 @@ class AlertsDB:
 class SqliteAlertsDB(AlertsDB):
     dialect = "sqlite"
 
-    def __init__(self, location: str, *, busy_timeout_s: float = 10.0, create: bool = True) -> None:
+    def __init__(
+        self,
+        location: str,
+        *,
+        busy_timeout_s: float = 10.0,
+        create: bool = True,
+        lazy: bool = False,  # a local file opens at once: accepted for the common signature
+    ) -> None:
         path = sqlite_path(location)
         self.location = self.path = path
         if create:

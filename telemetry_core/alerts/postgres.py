@@ -103,8 +103,11 @@ class PostgresAlertsDB(AlertsDB):
         *,
         busy_timeout_s: float = 10.0,
         create: bool = True,
+        lazy: bool = False,
         connect_timeout_s: int = 10,
     ) -> None:
+        """``lazy``: connect (and create the tables) on first use rather than now, so a
+        daemon started while the server is down runs and treats it as an outage."""
         self.location = location
         self.busy_timeout_s = busy_timeout_s
         self._params: dict[str, Any] = {
@@ -124,12 +127,11 @@ class PostgresAlertsDB(AlertsDB):
         self._lock = threading.RLock()
         self._conn: psycopg.Connection | None = None
         self._closed = False
-        with self._lock, self._translate():
-            self._connect()
-        if create and not self.has_tables():
-            with self.write() as conn:  # the lock: one creator at a time
-                for stmt in schema.POSTGRESQL:
-                    conn.execute(stmt)
+        self._create = create
+        self._ready = False  # connected once and, if asked, the tables made sure of
+        if not lazy:
+            with self._lock, self._translate():
+                self._prepare()
 
     @property
     def _name(self) -> str:
@@ -146,6 +148,35 @@ class PostgresAlertsDB(AlertsDB):
         timeout_ms = max(1, round(self.busy_timeout_s * 1000))
         conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{timeout_ms}ms",))
         return conn
+
+    def _prepare(self) -> None:
+        """On first use: connect; create the tables unless they exist, in a transaction
+        holding the write lock (one creator at a time, the others then find them)."""
+        conn = self._connect()
+        if self._create and not self._tables_in(conn):
+            conn.execute("BEGIN")
+            try:
+                conn.execute(f"SELECT pg_advisory_xact_lock({LOCK_KEY})")
+                for stmt in schema.POSTGRESQL:
+                    conn.execute(stmt)
+                conn.execute("COMMIT")
+            except BaseException:
+                if not conn.broken:
+                    with contextlib.suppress(psycopg.Error):
+                        conn.execute("ROLLBACK")
+                raise
+        self._ready = True
+
+    @staticmethod
+    def _tables_in(conn: psycopg.Connection) -> bool:
+        names = {
+            row[0]
+            for row in conn.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema()"
+            )
+        }
+        return names >= schema.TABLES
 
     def _drop(self) -> None:
         if self._conn is not None:
@@ -177,6 +208,8 @@ class PostgresAlertsDB(AlertsDB):
     @contextlib.contextmanager
     def _transaction(self, begin: str, *first: str) -> Iterator[Connection]:
         with self._lock, self._translate():
+            if not self._ready:
+                self._prepare()
             conn = self._begin(begin)
             try:
                 for stmt in first:
@@ -200,15 +233,10 @@ class PostgresAlertsDB(AlertsDB):
         return self._transaction("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 
     def has_tables(self) -> bool:
-        with self.read() as conn:
-            names = {
-                row[0]
-                for row in conn.execute(
-                    "SELECT table_name FROM information_schema.tables "
-                    "WHERE table_schema = current_schema()"
-                )
-            }
-        return names >= schema.TABLES
+        with self._lock, self._translate():
+            if not self._ready:
+                self._prepare()
+            return self._tables_in(self._connect())
 
     def close(self) -> None:
         with self._lock:

@@ -305,3 +305,22 @@ def test_concurrent_writers_keep_epoch_events_and_outbox_consistent(alerts_url):
     assert {r[0] for r in outbox_rows} == event_ids
     assert epoch == max_state_epoch
     db.close()
+
+
+def test_a_daemon_started_while_postgres_is_down_sees_an_outage_not_a_crash(postgres_url):
+    """The daemon opens the alerts database lazily: a server still starting is an outage of
+    the first batches (retried, not acknowledged), and the tables come with the first use."""
+    from ingest_daemon.alerting import threshold_hook
+
+    down = f"postgresql://u:s3cret@127.0.0.1:{free_port()}/telemetry"
+    hook = threshold_hook(make_config([RULE]), "sqlite:///t.db", {"TELEMETRY_ALERTS_DB": down})
+    assert hook is not None
+    with pytest.raises(AlertsUnavailable) as info:
+        hook([("energy", "s", "d", "power_w", T0, 500.0)], [1])
+    assert "s3cret" not in str(info.value)
+    hook.close()
+    lazy = AlertsDB(postgres_url, lazy=True)  # the server is up: first use creates the tables
+    engine = ThresholdEngine(make_config([RULE]), lazy)
+    assert engine.apply([("energy", "s", "d", "power_w", T0, 500.0)], None, T0).fired == 1
+    assert lazy.has_tables() and len(events(lazy)) == 1
+    lazy.close()
