@@ -23,8 +23,9 @@ daemon backs off and acknowledges nothing). A broken connection is dropped and t
 connects again; a connection found dead when a transaction begins (the server restarted
 while it was idle) is replaced at once, so an idle restart costs no failed batch.
 
-Schema creation runs in a write transaction too, so processes starting together create the
-tables once (``CREATE TABLE IF NOT EXISTS`` alone races on PostgreSQL's catalogs).
+Schema creation (when opened, or on first use with ``lazy=True``, as the daemon opens it)
+holds the same lock, so processes starting together create the tables once (``CREATE
+TABLE IF NOT EXISTS`` alone races on PostgreSQL's catalogs).
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ from telemetry_core.alerts import schema
 from telemetry_core.alerts.db import AlertsDB, AlertsUnavailable, Connection, Cursor
 from telemetry_core.store.urls import redact_url
 
-#: the advisory lock every alerts write transaction holds ("alerts" in ASCII, a bigint key
-#: no other part of the platform uses)
+#: the advisory lock every alerts write transaction holds ("alerts" in ASCII as a bigint; a
+#: store sharing the database must not use this key for its own locks)
 LOCK_KEY = int.from_bytes(b"alerts", "big")
 IDLE = TransactionStatus.IDLE
 
