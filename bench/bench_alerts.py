@@ -1,6 +1,6 @@
 """Threshold fast-path micro-benchmark: ThresholdEngine.apply on 5,000-point batches.
 
-    .venv/bin/python bench/bench_alerts.py [--batches 200] [--rules 20]
+    .venv/bin/python bench/bench_alerts.py [--batches 200] [--rules 20] [--alerts-db URL]
 
 The daemon calls ``apply`` after each store commit, so its cost is compared with the
 SQLite store's ``write_points`` of the same batch (the commit it follows). Batches look like
@@ -15,6 +15,9 @@ Scenarios, each timed per batch (median and p95 of ``--batches`` batches):
 2. every power_w point is looked at, nothing changes state (steady state)
 3. as 2, with 1 % of the readings breaching and recovering (transitions and events)
 4. the store's write_points of the same batch, for the ratio
+
+``--alerts-db postgresql://...`` puts the alerts in that (empty, throwaway) PostgreSQL
+database instead of the store's file, to see what the round trips cost.
 
 Prints figures; nothing is asserted (benchmarks are not tests).
 """
@@ -95,11 +98,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batches", type=int, default=200)
     ap.add_argument("--rules", type=int, default=20)
+    ap.add_argument("--alerts-db", help="alerts database URL (default: the store's file)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-alerts-") as tmp:
         path = str(Path(tmp) / "telemetry.db")
         store = SqliteStore(path)
-        db = open_alerts_db(path)  # the store's file, as with the default sqlite store
+        db = open_alerts_db(args.alerts_db or path)  # default: the store's file
         steady = batches(args.batches, 0.0)
         breaching = batches(args.batches, 0.01, seed=11)
         print(f"{args.rules} rules, {BATCH}-point batches, {args.batches} batches per scenario")

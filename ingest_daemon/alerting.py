@@ -27,8 +27,8 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 
-from telemetry_core.alerts import ThresholdEngine, alerts_db_path, open_alerts_db, resolve_secrets
-from telemetry_core.alerts.db import AlertsDB, AlertsUnavailable
+from telemetry_core.alerts import ThresholdEngine, alerts_db_url, open_alerts_db, resolve_secrets
+from telemetry_core.alerts.db import DEFAULT_ALERTS_URL, AlertsDB, AlertsUnavailable
 from telemetry_core.config import Config
 from telemetry_core.store import Point
 
@@ -68,15 +68,18 @@ def threshold_hook(
     config: Config, store_url: str | None, environ: Mapping[str, str] | None = None
 ) -> ThresholdHook | None:
     """At start: validate the webhook secrets (``ConfigError`` naming the variable); with
-    ``[[thresholds]]``, open the alerts database (``alerts_db_path``: the same file the
+    ``[[thresholds]]``, open the alerts database (``alerts_db_url``: the same database the
     Dagster jobs use) and return the hook, otherwise None."""
     env = os.environ if environ is None else environ
     resolve_secrets(config, env)
     if not config.thresholds:
         return None
-    path = alerts_db_path(store_url, env)
-    db = open_alerts_db(path)
-    log.info(
-        "%d threshold rules checked on every commit; alerts in %s", len(config.thresholds), path
-    )
+    location = alerts_db_url(store_url, env)
+    db = open_alerts_db(location, lazy=True)  # a server still starting: an outage, not a crash
+    log.info("%d threshold rules checked on every commit; alerts in %r", len(config.thresholds), db)
+    if location == DEFAULT_ALERTS_URL:
+        log.warning(
+            "the alerts database is a local file: with Dagster on another machine set "
+            "TELEMETRY_ALERTS_DB to a postgresql:// URL"
+        )
     return ThresholdHook(ThresholdEngine(config, db), db)

@@ -152,12 +152,11 @@ class _Lazy:
             return self._config
 
     def alerts_db(self) -> Any:
-        from telemetry_core.alerts.db import alerts_db_path, open_alerts_db, sqlite_path
+        from telemetry_core.alerts.db import alerts_db_url, open_alerts_db
 
         with self._lock:
             if self._alerts is None:
-                path = self._alerts_path or alerts_db_path(self._store_url)
-                self._alerts = open_alerts_db(sqlite_path(path))
+                self._alerts = open_alerts_db(self._alerts_path or alerts_db_url(self._store_url))
             return self._alerts
 
     def close(self) -> None:
@@ -181,7 +180,8 @@ def create_app(
     alerts_db: str | None = None,
 ) -> FastAPI:
     """The application. The alerts database is where ``telemetry alerts`` reads it
-    (``alerts_db`` or ``TELEMETRY_ALERTS_DB``, else the store's SQLite file)."""
+    (``alerts_db``, a path or URL, else ``alerts_db_url``: ``TELEMETRY_ALERTS_DB``, the
+    store's SQLite file or PostgreSQL database, ``.state/alerts.db``)."""
     deps = _Lazy(store_url, config_path, alerts_db)
 
     @contextlib.asynccontextmanager

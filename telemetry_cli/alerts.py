@@ -33,8 +33,10 @@ min_severity the alert meets. Delivery outcomes, one entry per attempt:
 measurement, site_id, device_id, field, value, started_at, resolved_at) plus deliveries, a list
 of {webhook, event, attempt, at, outcome, status, error}.
 
-The alerts database is the store's SQLite file (TELEMETRY_STORE_URL=sqlite:///...), or
-TELEMETRY_ALERTS_DB when set, else .state/alerts.db."""
+The alerts database is TELEMETRY_ALERTS_DB when set (a path, sqlite:///path or
+postgresql://user@host/db), else the store's own SQLite file (TELEMETRY_STORE_URL=sqlite:///...)
+or PostgreSQL database (postgresql://...), else .state/alerts.db (a local file: past one
+machine, point TELEMETRY_ALERTS_DB at PostgreSQL)."""
 
 
 def register(sub) -> None:
@@ -48,7 +50,9 @@ def register(sub) -> None:
     p.add_argument("--since", help="only alerts that fired or resolved at or after this time")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--store-url", help="store URL (default $TELEMETRY_STORE_URL)")
-    p.add_argument("--alerts-db", help="alerts database path (default $TELEMETRY_ALERTS_DB)")
+    p.add_argument(
+        "--alerts-db", help="alerts database: a path or URL (default $TELEMETRY_ALERTS_DB)"
+    )
     p.set_defaults(func=run)
 
 
@@ -67,26 +71,27 @@ def run(args: argparse.Namespace) -> int:
 
 def fetch(args: argparse.Namespace, since: int | None) -> list[dict[str, Any]]:
     from telemetry_cli.errors import CliError
-    from telemetry_core.alerts.db import AlertsDB, AlertsUnavailable, alerts_db_path, sqlite_path
+    from telemetry_core.alerts.db import AlertsDB, alerts_db_url, is_postgres, sqlite_path
     from telemetry_core.alerts.listing import list_alerts
+    from telemetry_core.store.base import StoreError, StoreUnavailable
 
-    if args.alerts_db:
-        path = sqlite_path(args.alerts_db)
-    else:
-        path = alerts_db_path(args.store_url, os.environ)
-    if not Path(path).is_file():
-        print(f"no alerts database at {path} yet: nothing recorded", file=sys.stderr)
-        return []
     try:
-        db = AlertsDB(path, create=False)
-    except AlertsUnavailable as exc:
-        raise CliError(str(exc)) from None
-    try:
-        if not db.has_tables():
+        location = args.alerts_db or alerts_db_url(args.store_url, os.environ)
+        if not is_postgres(location) and not Path(sqlite_path(location)).is_file():
+            print(
+                f"no alerts database at {sqlite_path(location)} yet: nothing recorded",
+                file=sys.stderr,
+            )
             return []
-        return list_alerts(db, args.state, since)
-    finally:
-        db.close()
+        db = AlertsDB(location, create=False)
+        try:
+            if not db.has_tables():
+                return []
+            return list_alerts(db, args.state, since)
+        finally:
+            db.close()
+    except (StoreError, StoreUnavailable) as exc:  # a bad URL; locked or unreachable
+        raise CliError(str(exc)) from None
 
 
 COLUMNS = ("started_at", "state", "severity", "rule", "kind", "series", "value", "resolved_at")

@@ -7,7 +7,8 @@ package resolves its public names lazily (polars only when anomalies are evaluat
 Public API (everything else is internal):
 
 * config and secrets: ``resolve_secrets(config, environ) -> Secrets``
-* database: ``alerts_db_path(store_url, environ) -> str``, ``open_alerts_db(path) -> AlertsDB``
+* database: ``alerts_db_url(store_url, environ) -> str`` (a ``sqlite:///`` or
+  ``postgresql://`` URL), ``open_alerts_db(location) -> AlertsDB``
 * daemon: ``ThresholdEngine(config, db).apply(points, seqs, now_ns) -> ApplyResult``
 * anomaly_job: ``evaluate_window(store, config, window_start_ns, now_ns) -> Evaluation``,
   ``record_anomalies(db, evaluation) -> RecordResult``
@@ -28,7 +29,7 @@ _EXPORTS = {
     "Secrets": "secrets",
     "resolve_secrets": "secrets",
     "AlertsDB": "db",
-    "alerts_db_path": "db",
+    "alerts_db_url": "db",
     "open_alerts_db": "db",
     "ApplyResult": "engine",
     "ThresholdEngine": "engine",

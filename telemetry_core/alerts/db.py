@@ -1,18 +1,29 @@
 """The alerts database: alert state, events, the outbox, delivery attempts, anomalies.
 
-Why SQLite with its own connection: alerts and the outbox need transactions shared by
-several processes (every daemon, every Dagster run, the CLI). WAL lets readers run while
-one writer commits; the busy timeout makes concurrent writers wait for each other instead
-of failing. Where it lives (``alerts_db_path``):
+Why a relational database of its own: alerts and the outbox need transactions shared by
+several processes (every daemon, every Dagster run, the CLI). Where it lives
+(``alerts_db_url``, the first that applies):
 
-1. ``TELEMETRY_ALERTS_DB`` when set (a path or a ``sqlite:///`` URL);
-2. otherwise, when the store is SQLite (``TELEMETRY_STORE_URL=sqlite:///...``, the
-   default), the store's own file: same file, own tables (``alert_*``, ``alerts``,
-   ``anomalies``), so one file holds everything and one backup covers it;
-3. otherwise (an InfluxDB store) ``.state/alerts.db``.
+1. ``TELEMETRY_ALERTS_DB`` when set: a path, a ``sqlite:///`` URL or a ``postgresql://``
+   (``postgres://``) URL;
+2. a SQLite store (``TELEMETRY_STORE_URL=sqlite:///...``, the default): the store's own
+   file, own tables (``alert_*``, ``alerts``, ``anomalies``), one file, one backup;
+3. a PostgreSQL store: the same database, so the daemon and Dagster share alerts, the
+   outbox and the store's late-window marks wherever they run;
+4. otherwise (an InfluxDB store) ``.state/alerts.db``, a local file: past one machine
+   (the daemon and Dagster on different hosts) it must be PostgreSQL, through
+   ``TELEMETRY_ALERTS_DB``.
 
-Every process that touches alerts must resolve the same path: give the daemon, the Dagster
-code location and the CLI the same environment.
+Every process that touches alerts must resolve the same location: give the daemon, the
+Dagster code location and the CLI the same environment.
+
+Two backends behind one surface (``AlertsDB``): ``write()`` and ``read()`` yield a
+connection whose ``execute``/``executemany`` take ``?`` placeholders and return cursors with
+``fetchone``/``fetchall``/``rowcount``, so the SQL of the callers (written to run on both:
+``ON CONFLICT ... DO UPDATE``, no two-argument ``max()``) does not know which one it talks
+to. SQLite: WAL lets readers run while one writer commits, ``BEGIN IMMEDIATE`` queues
+writers. PostgreSQL: ``telemetry_core.alerts.postgres`` (why an advisory lock, there).
+A locked or unreachable database is ``AlertsUnavailable``: an outage, retried.
 """
 
 from __future__ import annotations
@@ -23,91 +34,132 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any, Protocol
 
-from telemetry_core.store.base import StoreUnavailable
-from telemetry_core.store.urls import scheme_of, sqlite_path
+from telemetry_core.alerts import schema
+from telemetry_core.store.base import StoreError, StoreUnavailable
+from telemetry_core.store.urls import (
+    DEFAULT_STORE_URL,
+    SCHEMES,
+    redact_url,
+    scheme_of,
+    sqlite_path,
+    store_backend,
+)
 
 DEFAULT_ALERTS_DB = ".state/alerts.db"
+TABLES = schema.TABLES
+SCHEMA = schema.SQLITE  # the SQLite DDL (``schema.POSTGRESQL`` for the other backend)
 
-SCHEMA = [
-    # A counter bumped by every commit that changes alert_state: a process whose cache
-    # carries the same epoch knows its cache is exact without reading any state row.
-    """CREATE TABLE IF NOT EXISTS alert_meta (
-        k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID""",
-    """CREATE TABLE IF NOT EXISTS alert_state (
-        rule TEXT NOT NULL, measurement TEXT NOT NULL, site_id TEXT NOT NULL,
-        device_id TEXT NOT NULL, field TEXT NOT NULL,
-        status TEXT NOT NULL,          -- ok | pending | firing
-        breach_start INTEGER,          -- reading time the pending/firing breach began
-        last_time INTEGER,             -- reading (or window) time of the last transition
-        alert_id TEXT,                 -- the firing alert
-        last_notified_at INTEGER,      -- creation time of the last non-suppressed event
-        epoch INTEGER NOT NULL,
-        PRIMARY KEY (rule, measurement, site_id, device_id, field)) WITHOUT ROWID""",
-    "CREATE INDEX IF NOT EXISTS alert_state_epoch ON alert_state (epoch)",
-    """CREATE TABLE IF NOT EXISTS alerts (
-        alert_id TEXT PRIMARY KEY, rule TEXT NOT NULL, kind TEXT NOT NULL,
-        severity TEXT NOT NULL, state TEXT NOT NULL, measurement TEXT NOT NULL,
-        site_id TEXT NOT NULL, device_id TEXT NOT NULL, field TEXT NOT NULL, value REAL,
-        started_at INTEGER NOT NULL, resolved_at INTEGER,
-        suppressed INTEGER NOT NULL, created_at INTEGER NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS alerts_started ON alerts (started_at)",
-    """CREATE TABLE IF NOT EXISTS alert_events (
-        event_id TEXT PRIMARY KEY, alert_id TEXT NOT NULL, event TEXT NOT NULL,
-        created_at INTEGER NOT NULL, body TEXT NOT NULL, suppressed INTEGER NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS alert_events_alert ON alert_events (alert_id)",
-    """CREATE TABLE IF NOT EXISTS alert_outbox (
-        id INTEGER PRIMARY KEY, event_id TEXT NOT NULL, alert_id TEXT NOT NULL,
-        event TEXT NOT NULL, channel TEXT NOT NULL,
-        status TEXT NOT NULL,          -- pending | delivered | failed | suppressed
-        attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER,
-        claimed_until INTEGER, created_at INTEGER NOT NULL,
-        UNIQUE (event_id, channel))""",
-    "CREATE INDEX IF NOT EXISTS alert_outbox_due ON alert_outbox (status, next_attempt_at)",
-    "CREATE INDEX IF NOT EXISTS alert_outbox_alert ON alert_outbox (alert_id, channel)",
-    """CREATE TABLE IF NOT EXISTS alert_attempts (
-        outbox_id INTEGER NOT NULL, attempt INTEGER NOT NULL, at INTEGER NOT NULL,
-        outcome TEXT NOT NULL, status INTEGER, error TEXT, duration_ms REAL NOT NULL,
-        PRIMARY KEY (outbox_id, attempt)) WITHOUT ROWID""",
-    """CREATE TABLE IF NOT EXISTS anomalies (
-        rule TEXT NOT NULL, measurement TEXT NOT NULL, site_id TEXT NOT NULL,
-        device_id TEXT NOT NULL, field TEXT NOT NULL, window_start INTEGER NOT NULL,
-        kind TEXT NOT NULL, severity TEXT NOT NULL, value REAL, score REAL,
-        detail TEXT NOT NULL, first_seen_at INTEGER NOT NULL, evaluated_at INTEGER NOT NULL,
-        PRIMARY KEY (rule, measurement, site_id, device_id, field, window_start)) WITHOUT ROWID""",
-    "CREATE INDEX IF NOT EXISTS anomalies_window ON anomalies (window_start)",
-]
+ALERTS_DB_USAGE = "use a path, sqlite:///path.db or postgresql://user@host:5432/<database>"
 
 
-TABLES = frozenset(
-    ["alert_meta", "alert_state", "alerts", "alert_events", "alert_outbox", "alert_attempts",
-     "anomalies"]
-)  # fmt: skip
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """What ``AlertsDB.write()``/``read()`` yield: sqlite3's calls, ``?`` placeholders."""
+
+    def execute(self, sql: str, params: Any = ..., /) -> Cursor: ...
+    def executemany(self, sql: str, params: Any, /) -> Cursor: ...
 
 
 class AlertsUnavailable(StoreUnavailable):
     """The alerts database is locked or unreachable: retry later (the daemon does not ack)."""
 
 
-def alerts_db_path(store_url: str | None = None, environ: Mapping[str, str] | None = None) -> str:
-    """Where the alerts database lives for this store and environment (module docstring)."""
-    from telemetry_core.store import DEFAULT_STORE_URL
+def is_postgres(location: str) -> bool:
+    return SCHEMES.get(scheme_of(location)) == "postgresql"
 
+
+def sqlite_url(path: str) -> str:
+    """``rel.db`` -> ``sqlite:///rel.db``, ``/abs.db`` -> ``sqlite:////abs.db``."""
+    return f"sqlite:///{path}"
+
+
+DEFAULT_ALERTS_URL = sqlite_url(DEFAULT_ALERTS_DB)
+
+
+def alerts_db_url(store_url: str | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """Where the alerts database lives for this store and environment (module docstring):
+    a ``sqlite:///`` or ``postgresql://`` URL. A store URL or ``TELEMETRY_ALERTS_DB`` of
+    another kind is a ``StoreError`` naming the setting (the URL redacted)."""
     env = os.environ if environ is None else environ
     explicit = env.get("TELEMETRY_ALERTS_DB")
     if explicit:
-        return sqlite_path(explicit)
+        kind = scheme_of(explicit)
+        if kind == "" or kind == "sqlite":
+            return sqlite_url(sqlite_path(explicit))
+        if is_postgres(explicit):
+            return explicit
+        raise StoreError(
+            f"unsupported alerts database {redact_url(explicit)!r} in TELEMETRY_ALERTS_DB: "
+            f"{ALERTS_DB_USAGE}"
+        )
     url = store_url or env.get("TELEMETRY_STORE_URL") or DEFAULT_STORE_URL
-    if scheme_of(url) == "sqlite":
-        return sqlite_path(url)
-    return DEFAULT_ALERTS_DB
+    backend = store_backend(url)
+    if backend == "sqlite":
+        return sqlite_url(sqlite_path(url))
+    if backend == "postgresql":
+        return url
+    return DEFAULT_ALERTS_URL
 
 
 class AlertsDB:
-    """One connection to the alerts database, safe to share between threads of a process."""
+    """One connection to the alerts database, safe to share between threads of a process.
 
-    def __init__(self, path: str, *, busy_timeout_s: float = 10.0, create: bool = True) -> None:
-        self.path = path
+    ``AlertsDB(location)`` opens the backend the location names (a path or ``sqlite:///``
+    URL: SQLite; ``postgresql://``: PostgreSQL), creating the tables unless ``create`` is
+    false. ``dialect`` says which, for the rare caller that must know."""
+
+    dialect: str
+    location: str
+
+    def __new__(cls, location: str, **kwargs: Any) -> AlertsDB:
+        if cls is AlertsDB:
+            if is_postgres(location):
+                from telemetry_core.alerts.postgres import PostgresAlertsDB
+
+                cls = PostgresAlertsDB
+            else:
+                cls = SqliteAlertsDB
+        return super().__new__(cls)
+
+    def write(self) -> contextlib.AbstractContextManager[Connection]:
+        raise NotImplementedError
+
+    def read(self) -> contextlib.AbstractContextManager[Connection]:
+        raise NotImplementedError
+
+    def has_tables(self) -> bool:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"AlertsDB({redact_url(self.location)!r})"
+
+
+class SqliteAlertsDB(AlertsDB):
+    dialect = "sqlite"
+
+    def __init__(
+        self,
+        location: str,
+        *,
+        busy_timeout_s: float = 10.0,
+        create: bool = True,
+        lazy: bool = False,  # a local file opens at once: accepted for the common signature
+    ) -> None:
+        path = sqlite_path(location)
+        self.location = self.path = path
         if create:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
@@ -121,13 +173,13 @@ class AlertsDB:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             if create and not self.has_tables():  # most opens: no write lock needed
                 with self.write() as conn:
-                    for stmt in SCHEMA:
+                    for stmt in schema.SQLITE:
                         conn.execute(stmt)
         except sqlite3.OperationalError as exc:
             raise AlertsUnavailable(f"alerts database {path!r}: {exc}") from exc
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self) -> Iterator[Connection]:
         """One write transaction (BEGIN IMMEDIATE: concurrent writers queue, never interleave)."""
         with self._lock, _translate(self.path):
             conn = self._conn
@@ -141,7 +193,7 @@ class AlertsDB:
                 raise
 
     @contextlib.contextmanager
-    def read(self) -> Iterator[sqlite3.Connection]:
+    def read(self) -> Iterator[Connection]:
         """A consistent read snapshot over several statements."""
         with self._lock, _translate(self.path):
             conn = self._conn
@@ -164,9 +216,6 @@ class AlertsDB:
         with self._lock:
             self._conn.close()
 
-    def __repr__(self) -> str:
-        return f"AlertsDB({self.path!r})"
-
 
 @contextlib.contextmanager
 def _translate(path: str) -> Iterator[None]:
@@ -176,18 +225,20 @@ def _translate(path: str) -> Iterator[None]:
         raise AlertsUnavailable(f"alerts database {path!r}: {exc}") from exc
 
 
-def open_alerts_db(path: str | None = None, *, store_url: str | None = None) -> AlertsDB:
-    """Open (creating tables if needed) the alerts database at ``path`` or where
-    ``alerts_db_path(store_url)`` says."""
-    return AlertsDB(path or alerts_db_path(store_url))
+def open_alerts_db(
+    location: str | None = None, *, store_url: str | None = None, **kwargs: Any
+) -> AlertsDB:
+    """Open (creating tables if needed) the alerts database at ``location`` (a path or
+    URL) or where ``alerts_db_url(store_url)`` says."""
+    return AlertsDB(location or alerts_db_url(store_url), **kwargs)
 
 
-def epoch(conn: sqlite3.Connection) -> int:
+def epoch(conn: Connection) -> int:
     row = conn.execute("SELECT v FROM alert_meta WHERE k = 'epoch'").fetchone()
     return row[0] if row else 0
 
 
-def bump_epoch(conn: sqlite3.Connection) -> int:
+def bump_epoch(conn: Connection) -> int:
     """Inside a write transaction: the epoch this commit's state changes carry."""
     new = epoch(conn) + 1
     conn.execute(

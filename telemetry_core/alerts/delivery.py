@@ -217,8 +217,10 @@ def _record(
         status, next_at, result = "pending", at + settings.backoff_ns(attempt), "retrying"
     with db.write() as conn:
         conn.execute(
-            "INSERT OR REPLACE INTO alert_attempts (outbox_id, attempt, at, outcome, status, "
-            "error, duration_ms) VALUES (?,?,?,?,?,?,?)",
+            "INSERT INTO alert_attempts (outbox_id, attempt, at, outcome, status, error, "
+            "duration_ms) VALUES (?,?,?,?,?,?,?) ON CONFLICT (outbox_id, attempt) DO UPDATE SET "
+            "at = excluded.at, outcome = excluded.outcome, status = excluded.status, "
+            "error = excluded.error, duration_ms = excluded.duration_ms",
             (outbox_id, attempt, at, "delivered" if outcome.delivered else "failed",
              outcome.status, outcome.error, duration_ms),
         )  # fmt: skip
@@ -244,8 +246,10 @@ def has_due(db: AlertsDB, now_ns: int | None = None) -> bool:
 
 def next_due(db: AlertsDB) -> int | None:
     """When the next outbox entry becomes due (ns), or None when nothing is pending."""
+    # the later of the two, as a CASE: SQLite's scalar max(a, b) is PostgreSQL's greatest()
     with db.read() as conn:
         (when,) = conn.execute(
-            f"SELECT min(max(o.next_attempt_at, coalesce(o.claimed_until, 0))) {_HEADS}"
+            "SELECT min(CASE WHEN o.claimed_until > o.next_attempt_at THEN o.claimed_until "
+            f"ELSE o.next_attempt_at END) {_HEADS}"
         ).fetchone()
     return when

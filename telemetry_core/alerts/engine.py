@@ -17,13 +17,12 @@ measures it.
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, NamedTuple
 
 from telemetry_core.alerts import lifecycle
-from telemetry_core.alerts.db import AlertsDB, bump_epoch, epoch
+from telemetry_core.alerts.db import AlertsDB, Connection, bump_epoch, epoch
 from telemetry_core.alerts.lifecycle import OK, AlertKey, KeyState
 from telemetry_core.alerts.rules import Threshold
 
@@ -240,7 +239,7 @@ class ThresholdEngine:
         self._rehot()
         return replace(result, matched=sum(len(r.items) for r in matched.values()))
 
-    def _refresh(self, conn: sqlite3.Connection) -> None:
+    def _refresh(self, conn: Connection) -> None:
         current = epoch(conn)
         if current == self._epoch:
             return

@@ -13,11 +13,12 @@ Everything here runs inside the caller's write transaction.
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from telemetry_core.alerts.db import Connection
 from telemetry_core.alerts.rules import AlertSettings
 from telemetry_core.timeutil import NS, format_rfc3339
 
@@ -44,7 +45,7 @@ STATE_COLUMNS = "status, breach_start, last_time, alert_id, last_notified_at"
 KEY_COLUMNS = "rule, measurement, site_id, device_id, field"
 
 
-def load_states(conn: sqlite3.Connection, keys: list[AlertKey]) -> dict[AlertKey, KeyState]:
+def load_states(conn: Connection, keys: list[AlertKey]) -> dict[AlertKey, KeyState]:
     out: dict[AlertKey, KeyState] = {}
     for key in keys:
         row = conn.execute(
@@ -56,7 +57,7 @@ def load_states(conn: sqlite3.Connection, keys: list[AlertKey]) -> dict[AlertKey
     return out
 
 
-def save_state(conn: sqlite3.Connection, key: AlertKey, state: KeyState, epoch: int) -> None:
+def save_state(conn: Connection, key: AlertKey, state: KeyState, epoch: int) -> None:
     conn.execute(
         f"INSERT INTO alert_state ({KEY_COLUMNS}, {STATE_COLUMNS}, epoch) "
         "VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (rule, measurement, site_id, device_id, field) "
@@ -73,7 +74,7 @@ def _new_id(prefix: str) -> str:
 
 
 def fire(
-    conn: sqlite3.Connection,
+    conn: Connection,
     settings: AlertSettings,
     key: AlertKey,
     state: KeyState,
@@ -101,7 +102,7 @@ def fire(
 
 
 def resolve(
-    conn: sqlite3.Connection,
+    conn: Connection,
     settings: AlertSettings,
     state: KeyState,
     *,
@@ -123,7 +124,7 @@ def resolve(
     return replace(OK, last_time=at_time, last_notified_at=notified)
 
 
-def alert_data(row: sqlite3.Row | tuple) -> dict:
+def alert_data(row: Sequence[Any]) -> dict:
     """The webhook ``data`` object of an alert row (``ALERT_COLUMNS`` order)."""
     (alert_id, rule, kind, severity, state, measurement, site_id, device_id, fld, value,
      started_at, resolved_at) = row[:12]  # fmt: skip
@@ -150,7 +151,7 @@ ALERT_COLUMNS = (
 
 
 def _event(
-    conn: sqlite3.Connection,
+    conn: Connection,
     settings: AlertSettings,
     alert_id: str,
     event: str,

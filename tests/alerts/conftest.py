@@ -1,4 +1,5 @@
-"""Helpers for the alert tests: a fresh alerts database and readable event lists."""
+"""Helpers for the alert tests: a fresh alerts database (SQLite and PostgreSQL: every test
+that takes ``alerts_url`` or ``alerts_db`` runs on both) and readable event lists."""
 
 from __future__ import annotations
 
@@ -20,22 +21,31 @@ def make_config(thresholds=(), anomalies=(), **alerts) -> Config:
     )
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> str:
-    return str(tmp_path / "alerts.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def alerts_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a fresh alerts database lives: a SQLite file, or a throwaway PostgreSQL
+    database (skipped, or failed under TELEMETRY_REQUIRE_SERVICES=1, without a server)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "alerts.db")
+    return request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture
-def alerts_db(db_path: str):
-    db = open_alerts_db(db_path)
+def alerts_db(alerts_url: str):
+    db = open_alerts_db(alerts_url)
     yield db
     db.close()
 
 
 def events(db: AlertsDB) -> list[tuple[str, dict]]:
-    """(type, data) of every event, in creation order."""
+    """(type, data) of every event, in creation order (events of one transaction share a
+    creation time: then insertion order, SQLite's rowid or the row's place in PostgreSQL's
+    heap, which an insert-only table fills in order)."""
+    order = "rowid" if db.dialect == "sqlite" else "ctid"
     with db.read() as conn:
-        rows = conn.execute("SELECT body FROM alert_events ORDER BY created_at, rowid").fetchall()
+        rows = conn.execute(
+            f"SELECT body FROM alert_events ORDER BY created_at, {order}"
+        ).fetchall()
     return [(b["type"], b["data"]) for b in (json.loads(r[0]) for r in rows)]
 
 

@@ -152,30 +152,38 @@ def test_stuck(store):
     assert next(v for v in ev.verdicts if v.anomalous).value == 21.5
 
 
-def _anomaly_rows(store_path):
-    import sqlite3
-
-    with sqlite3.connect(store_path) as conn:
-        return conn.execute("SELECT rule, device_id, window_start, value FROM anomalies").fetchall()
-
-
-def test_record_is_idempotent_and_a_rerun_after_late_data_updates(store, tmp_path):
+def _anomaly_rows(location):
+    """The anomaly rows, read on a connection of their own (what another process sees)."""
     from telemetry_core.alerts.db import open_alerts_db
 
-    db = open_alerts_db(store.path)  # the store's own file, own tables
+    db = open_alerts_db(location, create=False)
+    try:
+        with db.read() as conn:
+            rows = conn.execute("SELECT rule, device_id, window_start, value FROM anomalies")
+            return [tuple(r) for r in rows.fetchall()]
+    finally:
+        db.close()
+
+
+def test_record_is_idempotent_and_a_rerun_after_late_data_updates(store, alerts_url):
+    from telemetry_core.alerts.db import is_postgres, open_alerts_db
+
+    # SQLite: the store's own file, own tables; PostgreSQL: a database of its own
+    location = alerts_url if is_postgres(alerts_url) else store.path
+    db = open_alerts_db(location)
     cfg = make_config(anomalies=[zrule()], cooldown_seconds=0)
     baseline(store, NOISY)
     put(store, WS, [row(WS, "meter-1", 300)])
     first = record_anomalies(db, evaluate_window(store, cfg, WS, NOW))
     again = record_anomalies(db, evaluate_window(store, cfg, WS, NOW + 60 * S))
     assert (first.recorded, first.fired, again.recorded, again.fired) == (1, 1, 1, 0)
-    assert _anomaly_rows(store.path) == [("power-unusual", "meter-1", WS, 300.0)]
+    assert _anomaly_rows(location) == [("power-unusual", "meter-1", WS, 300.0)]
     assert [k for k, _ in events(db)] == ["alert.firing"]
     # late data makes the window's mean normal: the row goes, the alert resolves
     put(store, WS, [row(WS, "meter-1", 100.5)])
     late = record_anomalies(db, evaluate_window(store, cfg, WS, NOW + 120 * S))
     assert (late.recorded, late.removed, late.resolved) == (0, 1, 1)
-    assert _anomaly_rows(store.path) == []
+    assert _anomaly_rows(location) == []
     [(_, fired), (kind, resolved)] = events(db)
     assert kind == "alert.resolved" and resolved["alert_id"] == fired["alert_id"]
     assert fired["kind"] == "zscore" and fired["value"] == 300.0

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from telemetry_cli.main import main
-from telemetry_core.alerts.db import alerts_db_path, open_alerts_db
+from telemetry_core.alerts.db import alerts_db_url, open_alerts_db
 from telemetry_core.alerts.delivery import deliver_due
 from telemetry_core.alerts.engine import ThresholdEngine
 from telemetry_core.alerts.secrets import resolve_secrets
@@ -27,13 +27,16 @@ ALERT_KEYS = {
 DELIVERY_KEYS = {"webhook", "event", "attempt", "at", "outcome", "status", "error"}
 
 
-@pytest.fixture
-def recorded(tmp_path, monkeypatch):
-    """A SQLite store file holding: a delivered+resolved alert (ops got 503 then 200), a
-    firing alert waiting for its first attempt, and a suppressed repeat."""
+@pytest.fixture(params=["store file", "postgresql"])
+def recorded(tmp_path, monkeypatch, request):
+    """A SQLite store file (or the PostgreSQL database TELEMETRY_ALERTS_DB names) holding:
+    a delivered+resolved alert (ops got 503 then 200), a firing alert waiting for its first
+    attempt, and a suppressed repeat."""
     store_url = f"sqlite:///{tmp_path / 'telemetry.db'}"
     monkeypatch.setenv("TELEMETRY_STORE_URL", store_url)
     monkeypatch.delenv("TELEMETRY_ALERTS_DB", raising=False)
+    if request.param == "postgresql":
+        monkeypatch.setenv("TELEMETRY_ALERTS_DB", request.getfixturevalue("postgres_url"))
     receiver = Receiver(free_port(), script=[503]).start()
     cfg = make_config(
         [{"measurement": "energy", "field": "power_w", "above": 100, "name": "power-high"}],
@@ -41,7 +44,7 @@ def recorded(tmp_path, monkeypatch):
         backoff_seconds=1,
         webhooks=[{"name": "ops", "url": receiver.url, "secret_env": "OPS"}],
     )
-    db = open_alerts_db(alerts_db_path(store_url))
+    db = open_alerts_db(alerts_db_url(store_url))
     engine = ThresholdEngine(cfg, db)
     now = time.time_ns()
     t = now - 3600 * S
@@ -116,6 +119,19 @@ def test_table_and_the_console_script(recorded):
 def test_no_database_yet_is_an_empty_list(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TELEMETRY_STORE_URL", f"sqlite:///{tmp_path / 'none.db'}")
     assert run_json(capsys) == []
+
+
+def test_a_postgres_database_without_alert_tables_is_an_empty_list(postgres_url, capsys):
+    assert run_json(capsys, "--alerts-db", postgres_url) == []
+    assert not open_alerts_db(postgres_url, create=False).has_tables()  # nothing created
+
+
+def test_an_unreachable_postgres_is_one_line_without_the_password(capsys):
+    url = f"postgresql://ops:s3cret@127.0.0.1:{free_port()}/telemetry"
+    assert main(["alerts", "--alerts-db", url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("telemetry alerts: error: alerts database") and err.count("\n") == 1
+    assert "s3cret" not in err and "ops:***@" in err
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from ingest_daemon.alerting import ThresholdHook
 from ingest_daemon.daemon import Daemon
 from ingest_daemon.settings import Settings
 from telemetry_core.alerts import ThresholdEngine, list_alerts, open_alerts_db
-from telemetry_core.alerts.db import AlertsDB
+from telemetry_core.alerts.db import AlertsDB, is_postgres
 from telemetry_core.config import parse_config
 from telemetry_core.store.sqlite import SqliteStore
 from tests.alerts.dagster_helpers import SECRET
@@ -57,13 +57,20 @@ def alerts_in(path: str, state: str = "all") -> list[dict]:
         db.close()
 
 
+@pytest.mark.parametrize("alerts", ["store file", "postgresql"])
 def test_breach_and_resolve_are_persisted_by_the_running_daemon(
-    nats_server, daemons, sqlite_url, tmp_path
+    nats_server, daemons, sqlite_url, tmp_path, request, alerts
 ):
+    """SQLite store; the alerts in the store's file, or in PostgreSQL through
+    TELEMETRY_ALERTS_DB (where Dagster on another machine reads them)."""
     config = tmp_path / "telemetry.toml"
     config.write_text(TOML)
-    daemon = daemons(TELEMETRY_CONFIG=str(config), OPS_SECRET=SECRET).start()
-    db_path = sqlite_url.removeprefix("sqlite:///")  # the store's file holds the alerts
+    env = {"TELEMETRY_CONFIG": str(config), "OPS_SECRET": SECRET}
+    if alerts == "postgresql":
+        db_path = env["TELEMETRY_ALERTS_DB"] = request.getfixturevalue("postgres_url")
+    else:
+        db_path = sqlite_url.removeprefix("sqlite:///")  # the store's file holds the alerts
+    daemon = daemons(**env).start()
 
     asyncio.run(publish_all(nats_server.url, [reading(9000.0)]))
     wait_until(lambda: alerts_in(db_path, "firing"), 30, "the breach persisted")
@@ -123,12 +130,35 @@ def test_an_engine_bug_is_a_fault_not_a_dead_letter(nats_server, tmp_path):
     assert daemon.metrics.messages.labels("dead_lettered")._value.get() == 0
 
 
-def test_an_alerts_database_outage_holds_the_ack_back(nats_server, tmp_path):
-    alerts_path = str(tmp_path / "alerts.db")
+class Locker:
+    """Another process holding the alerts database's write lock, until ``release``."""
+
+    def __init__(self, location: str) -> None:
+        open_alerts_db(location).close()
+        if is_postgres(location):
+            import psycopg
+
+            from telemetry_core.alerts.postgres import LOCK_KEY
+
+            self.conn = psycopg.connect(location, autocommit=True)
+            self.conn.execute("BEGIN")
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+        else:
+            self.conn = sqlite3.connect(location, isolation_level=None)
+            self.conn.execute("BEGIN IMMEDIATE")
+
+    def release(self) -> None:
+        self.conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def test_an_alerts_database_outage_holds_the_ack_back(nats_server, tmp_path, alerts_url):
+    alerts_path = alerts_url  # a SQLite file or a PostgreSQL database
+    locker = Locker(alerts_path)  # another process holds the write lock
     db = AlertsDB(alerts_path, busy_timeout_s=0.1)
     hook = ThresholdHook(ThresholdEngine(parse_config({"thresholds": [RULE]}), db), db)
-    locker = sqlite3.connect(alerts_path, isolation_level=None)
-    locker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
 
     async def scenario() -> tuple[Daemon, int]:
         daemon = Daemon(
@@ -146,7 +176,7 @@ def test_an_alerts_database_outage_holds_the_ack_back(nats_server, tmp_path):
             await asyncio.sleep(0.05)
         held = (await consumer_state(nats_server.url))["ack_floor"]
         assert not daemon.writer.up, "reported as an outage"
-        locker.execute("ROLLBACK")
+        locker.release()
         while daemon.metrics.messages.labels("stored")._value.get() < 1:
             assert time.monotonic() < deadline, "never stored after the outage"
             await asyncio.sleep(0.05)

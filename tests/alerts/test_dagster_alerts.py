@@ -39,10 +39,16 @@ def receiver():
     r.stop()
 
 
-@pytest.fixture
-def setup(tmp_path, monkeypatch, receiver):
+@pytest.fixture(params=["store file", "postgresql"])
+def setup(tmp_path, monkeypatch, receiver, request):
+    """SQLite store; the alerts in its file, or in PostgreSQL named by TELEMETRY_ALERTS_DB
+    (the daemon and Dagster on different machines): the sensor and the job find them."""
     config = set_env(tmp_path, monkeypatch, RULES + webhook_toml(receiver.url))
-    db = open_alerts_db(str(tmp_path / "telemetry.db"))
+    location = str(tmp_path / "telemetry.db")
+    if request.param == "postgresql":
+        location = request.getfixturevalue("postgres_url")
+        monkeypatch.setenv("TELEMETRY_ALERTS_DB", location)
+    db = open_alerts_db(location)
     yield config, db, build_defs(config)
     db.close()
 

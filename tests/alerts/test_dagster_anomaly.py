@@ -34,10 +34,16 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
+def env(tmp_path, monkeypatch, request):
+    """Config, the SQLite store and the alerts database: the store's file, or (a test
+    parametrised with ``indirect``) PostgreSQL through TELEMETRY_ALERTS_DB."""
     config = set_env(tmp_path, monkeypatch)
     store = open_store(f"sqlite:///{tmp_path / 'telemetry.db'}")
-    db = open_alerts_db(str(tmp_path / "telemetry.db"))
+    location = str(tmp_path / "telemetry.db")
+    if getattr(request, "param", "store file") == "postgresql":
+        location = request.getfixturevalue("postgres_url")
+        monkeypatch.setenv("TELEMETRY_ALERTS_DB", location)
+    db = open_alerts_db(location)
     yield config, store, db
     db.close()
     store.close()
@@ -126,6 +132,7 @@ def test_without_anomaly_rules_the_cursor_moves_on_without_runs(env, instance):
     assert "no [[anomalies]] rules" in result.skip_reason.skip_message
 
 
+@pytest.mark.parametrize("env", ["store file", "postgresql"], indirect=True)
 def test_anomaly_job_records_once_and_late_data_resolves(env, instance):
     config, store, db = env
     defs = build_defs(config)

@@ -130,18 +130,18 @@ def test_event_body_has_every_contract_key(alerts_db):
     assert outbox(alerts_db) == [("firing", "ops", "pending", 0)]
 
 
-def test_replay_produces_no_duplicates(db_path):
+def test_replay_produces_no_duplicates(alerts_url):
     """A batch redelivered (same engine, a restarted one, or partly overlapping) adds nothing."""
     cfg = make_config([{**POWER, "above": 100, "for_seconds": 10}], cooldown_seconds=0)
     stream = [reading(t, v) for t, v in [(0, 500), (5, 500), (10, 500), (20, 5), (30, 500)]]
-    db = open_alerts_db(db_path)
+    db = open_alerts_db(alerts_url)
     engine = ThresholdEngine(cfg, db)
     engine.apply(stream[:3], None, T0)
     engine.apply(stream[:3], None, T0)  # redelivered before the ack
     engine.apply(stream[1:4], None, T0)  # overlaps
     first = events(db)
     assert [k for k, _ in first] == ["alert.firing", "alert.resolved"]
-    restarted = ThresholdEngine(cfg, open_alerts_db(db_path))  # a new process: empty cache
+    restarted = ThresholdEngine(cfg, open_alerts_db(alerts_url))  # a new process: empty cache
     restarted.apply(stream, None, T0)  # the whole stream again
     restarted.apply(stream[3:], None, T0)
     assert [k for k, _ in events(db)] == ["alert.firing", "alert.resolved"]
@@ -189,11 +189,11 @@ def test_cooldown_suppresses_a_refire_and_its_resolution(alerts_db):
     ]
 
 
-def test_two_engines_on_one_database_agree(db_path):
+def test_two_engines_on_one_database_agree(alerts_url):
     """Two daemons (two connections) on one series: the DB state wins over either cache."""
     cfg = make_config([{**POWER, "above": 100}], cooldown_seconds=0)
-    a = ThresholdEngine(cfg, open_alerts_db(db_path))
-    b = ThresholdEngine(cfg, open_alerts_db(db_path))
+    a = ThresholdEngine(cfg, open_alerts_db(alerts_url))
+    b = ThresholdEngine(cfg, open_alerts_db(alerts_url))
     a.apply([reading(0, 5)], None, T0)
     b.apply([reading(1, 5)], None, T0)  # both caches now say "ok"
     a.apply([reading(10, 500)], None, T0)  # A fires
@@ -202,7 +202,7 @@ def test_two_engines_on_one_database_agree(db_path):
     a.apply([reading(30, 700)], None, T0)  # A must know it was resolved: fires again
     a.apply([reading(30, 700)], None, T0)
     b.apply([reading(30, 700)], None, T0)  # the same batch at the other daemon
-    summary = [(k, d["value"]) for k, d in events(open_alerts_db(db_path))]
+    summary = [(k, d["value"]) for k, d in events(open_alerts_db(alerts_url))]
     assert summary == [
         ("alert.firing", 500.0), ("alert.resolved", 500.0), ("alert.firing", 700.0),
     ]  # fmt: skip
@@ -215,17 +215,17 @@ STREAM = [
 RULES = [{**POWER, "above": 100}, {**POWER, "above": 50, "name": "p50", "for_seconds": 2}]
 
 
-def _apply_stream(db_path: str, start) -> None:
-    engine = ThresholdEngine(make_config(RULES, cooldown_seconds=0), open_alerts_db(db_path))
+def _apply_stream(alerts_url: str, start) -> None:
+    engine = ThresholdEngine(make_config(RULES, cooldown_seconds=0), open_alerts_db(alerts_url))
     start.wait()
     for batch in STREAM:
         engine.apply(batch, None, T0)
 
 
-def test_two_processes_replaying_one_stream_record_each_event_once(db_path, tmp_path):
+def test_two_processes_replaying_one_stream_record_each_event_once(alerts_url, tmp_path):
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Event()
-    procs = [ctx.Process(target=_apply_stream, args=(db_path, start)) for _ in range(2)]
+    procs = [ctx.Process(target=_apply_stream, args=(alerts_url, start)) for _ in range(2)]
     for p in procs:
         p.start()
     start.set()
@@ -244,4 +244,4 @@ def test_two_processes_replaying_one_stream_record_each_event_once(db_path, tmp_
 
     expected = key(events(open_alerts_db(reference)))
     assert len(expected) == 2 * 5 * 20 - 5 * 2  # 10 breaches x 5 devices x 2 rules, fire+resolve
-    assert key(events(open_alerts_db(db_path))) == expected
+    assert key(events(open_alerts_db(alerts_url))) == expected
