@@ -96,14 +96,14 @@ def _mqtt_port() -> int:
     """TELEMETRY_MQTT_PORT when set (a port in use is then a one-line error); otherwise 1883,
     or, when another broker already holds 1883 (Mosquitto often does on IoT machines), any
     free port, said in one line: the default must not stop the demo from starting."""
-    from telemetry_cli import demo_setup as setup
     from telemetry_cli.errors import CliError
+    from telemetry_cli.ports import free_port, port_in_use
 
     value = os.environ.get("TELEMETRY_MQTT_PORT")
     if value is None or value == "":
-        if not setup.port_in_use(1883):
+        if not port_in_use(1883):
             return 1883
-        port = setup.free_port()
+        port = free_port()
         print(f"MQTT port 1883 is taken by another program: using {port} "
               "(set TELEMETRY_MQTT_PORT to choose)")  # fmt: skip
         return port
@@ -115,8 +115,9 @@ def _mqtt_port() -> int:
 def run(args: argparse.Namespace) -> int:
     from telemetry_cli import demo_setup as setup
     from telemetry_cli.errors import CliError
+    from telemetry_cli.ports import free_port, wait_port
     from telemetry_cli.receiver import Receiver
-    from telemetry_cli.services import free_port, start_nats, wait_port
+    from telemetry_cli.services import start_nats
 
     if args.sites < 1 or args.devices < 1 or args.rate <= 0 or args.history_hours < 0:
         raise CliError("--sites and --devices must be >= 1, --rate > 0, --history-hours >= 0")

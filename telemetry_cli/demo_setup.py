@@ -15,9 +15,10 @@ from __future__ import annotations
 import base64
 import os
 import random
-import socket
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from telemetry_cli.ports import free_port, port_in_use
 
 SECRET_ENV = "TELEMETRY_DEMO_WEBHOOK_SECRET"
 RECEIVER = "demo-receiver"
@@ -87,23 +88,6 @@ rollup_15m_days = 90
 [rollups]
 start = "{rollups_start}"
 """
-
-
-def free_port() -> int:
-    from telemetry_cli.services import free_port as pick
-
-    return pick()
-
-
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    """Something listens on ``port`` (bound as servers bind, with SO_REUSEADDR)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return True
-    return False
 
 
 def check_ports(ports: dict[str, tuple[int, str]]) -> None:
