@@ -22,7 +22,7 @@ COMMAND_MODULES = (
     "telemetry_cli.ingest",
     "telemetry_cli.simulate",
     "telemetry_cli.query",
-    "telemetry_cli.backfill",
+    "telemetry_cli.backfill.command",
     "telemetry_cli.dlq",
     "telemetry_cli.alerts",
     "telemetry_cli.api",

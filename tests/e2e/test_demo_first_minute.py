@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from telemetry_cli.dagster_local import graphql
+from telemetry_cli.dagster_graphql import graphql
 from tests.conftest import free_port
 from tests.daemon.conftest import wait_until
 
