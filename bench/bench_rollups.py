@@ -142,7 +142,7 @@ def dagster_deployment(folder: Path, env: dict[str, str], instance: str):
     production topology on the local PostgreSQL (code server, webserver, daemon; see
     tests/assets/production_topology.py), or `dagster dev` on a local SQLite instance."""
     from telemetry_cli.dagster_graphql import wait_ready
-    from telemetry_cli.dagster_local import start_dagster, stop_dagster
+    from telemetry_cli.demo.dagster_dev import start_dagster, stop_dagster
     from tests.conftest import free_port
 
     if instance == "postgres":

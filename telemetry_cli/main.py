@@ -18,7 +18,7 @@ __all__ = ["CliError", "main"]
 
 # Order is the order shown in --help.
 COMMAND_MODULES = (
-    "telemetry_cli.demo",
+    "telemetry_cli.demo.command",
     "telemetry_cli.ingest",
     "telemetry_cli.simulate",
     "telemetry_cli.query",

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from telemetry_cli.dagster_graphql import graphql, wait_ready
-from telemetry_cli.dagster_local import start_dagster, stop_dagster
+from telemetry_cli.demo.dagster_dev import start_dagster, stop_dagster
 from telemetry_core.config import load_config
 from telemetry_core.store import open_store
 from tests.assets.backfill_cases import (

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 LOCAL_INSTANCE = """\
-# Written by telemetry_cli.dagster_local: a local instance for `telemetry demo` (SQLite storage
+# Written by telemetry_cli.demo.dagster_dev: a local instance for `telemetry demo` (SQLite storage
 # under this folder). Production uses the repository's dagster.yaml (PostgreSQL).
 storage:
   sqlite:
