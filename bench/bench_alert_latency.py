@@ -39,8 +39,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_ingest import pct, prepublish  # noqa: E402
 
-from telemetry_cli.dagster_local import start_dagster, stop_dagster, wait_ready  # noqa: E402
-from telemetry_cli.services import free_port, start_nats, stop_process  # noqa: E402
+from telemetry_cli.dagster_graphql import wait_ready  # noqa: E402
+from telemetry_cli.demo.dagster_dev import start_dagster, stop_dagster  # noqa: E402
+from telemetry_cli.ports import free_port  # noqa: E402
+from telemetry_cli.services import start_nats, stop_process  # noqa: E402
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 BENCH_SITE = "bench"

@@ -35,8 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from telemetry_cli.nats_cluster import LocalCluster  # noqa: E402
 from tests.daemon.conftest import DaemonProc  # noqa: E402
+from tests.harness.nats_cluster import LocalCluster  # noqa: E402
 
 DEVICES = 200
 

@@ -41,10 +41,10 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from telemetry_cli.services import start_influxd
 from telemetry_core.lineprotocol import encode_frame, encode_points
 from telemetry_core.store import open_store
 from telemetry_core.windows import WINDOW_15M_NS
+from tests.harness.influxd import start_influxd
 
 T0 = 1_795_000_000_000_000_000 - 1_795_000_000_000_000_000 % WINDOW_15M_NS
 

@@ -35,7 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from telemetry_cli.services import free_port, start_nats, stop_process  # noqa: E402
+from telemetry_cli.ports import free_port  # noqa: E402
+from telemetry_cli.services import start_nats, stop_process  # noqa: E402
 
 PUBLISHER = r"""
 import asyncio, json, sys, time, nats

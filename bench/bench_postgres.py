@@ -48,7 +48,8 @@ from bench_rollups import (  # noqa: E402
     write_week,
 )
 
-from telemetry_cli.services import free_port, start_nats, stop_process  # noqa: E402
+from telemetry_cli.ports import free_port  # noqa: E402
+from telemetry_cli.services import start_nats, stop_process  # noqa: E402
 from telemetry_core.rollup import rollup_raw  # noqa: E402
 from telemetry_core.store import Store, open_store  # noqa: E402
 from telemetry_core.windows import WINDOW_15M_NS  # noqa: E402

@@ -141,7 +141,8 @@ def dagster_deployment(folder: Path, env: dict[str, str], instance: str):
     """(webserver URL, instance config folder, daemon log) of a running Dagster: the
     production topology on the local PostgreSQL (code server, webserver, daemon; see
     tests/assets/production_topology.py), or `dagster dev` on a local SQLite instance."""
-    from telemetry_cli.dagster_local import start_dagster, stop_dagster, wait_ready
+    from telemetry_cli.dagster_graphql import wait_ready
+    from telemetry_cli.demo.dagster_dev import start_dagster, stop_dagster
     from tests.conftest import free_port
 
     if instance == "postgres":
@@ -227,15 +228,14 @@ def backfill_ticks(daemon_log: Path, backfill_id: str) -> list[float]:
 
 
 def dagster_backfill(folder: Path, store_url: str, days: int, instance: str) -> dict:
-    from telemetry_cli.backfill import (
+    from telemetry_cli.backfill.launch import (
         LAUNCH,
-        PROGRESS,
         backfill_params,
         first_partition,
         partition_ranges,
-        summarize,
     )
-    from telemetry_cli.dagster_local import graphql
+    from telemetry_cli.backfill.progress import PROGRESS, summarize
+    from telemetry_cli.dagster_graphql import graphql
 
     (folder / "telemetry.toml").write_text(config_toml())
     env = {"TELEMETRY_STORE_URL": store_url, "TELEMETRY_CONFIG": str(folder / "telemetry.toml")}

@@ -24,7 +24,8 @@ from ingest_daemon.dlq import DeadLetters
 from ingest_daemon.jetstream import ack_fields
 from ingest_daemon.metrics import Metrics
 from ingest_daemon.writer import Abandoned, Refused, StoreWriter, Written
-from telemetry_core.decode import STORE_REJECTED, Decoded, Rejection
+from telemetry_core.decode import Decoded, Rejection
+from telemetry_core.reasons import STORE_REJECTED
 from telemetry_core.timeutil import NS
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,8 @@ from nats.aio.subscription import Subscription
 from ingest_daemon.batching import Batcher, InHand
 from ingest_daemon.jetstream import PullRequests, delivery
 from ingest_daemon.metrics import Metrics
-from telemetry_core.decode import MAX_DELIVERIES, Decoded, Limits, Rejection, decode_message
+from telemetry_core.decode import Decoded, Limits, Rejection, decode_message
+from telemetry_core.reasons import MAX_DELIVERIES
 from telemetry_core.subjects import STREAM
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
-from telemetry_core.decode import REASONS
+from telemetry_core.reasons import REASONS
 
 OUTCOMES = ("stored", "partial", "dead_lettered")
 disable_created_metrics()  # *_created series only clutter dashboards

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
 from telemetry_core.store import DEFAULT_STORE_URL, redact_url
@@ -150,9 +150,6 @@ class Settings:
     def nats_servers(self) -> list[str]:
         """``nats_url`` split: it may list several servers, comma-separated."""
         return [u.strip() for u in self.nats_url.split(",") if u.strip()]
-
-    def with_(self, **changes: Any) -> Settings:
-        return replace(self, **changes)
 
     def redacted(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

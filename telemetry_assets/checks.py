@@ -26,7 +26,8 @@ from typing import Any, cast
 import dagster as dg
 import polars as pl
 
-from telemetry_assets.assets.common import TSDB_POOL, time_range_ns
+from telemetry_assets.assets.common import time_range_ns
+from telemetry_assets.names import TSDB_POOL
 from telemetry_assets.resources import TelemetryStore
 from telemetry_assets.rollup_schema import KEYS, REL_TOL, md_table, validate_rows
 from telemetry_core.config import Config

@@ -120,7 +120,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from telemetry_cli.errors import CliError
-    from telemetry_core.decode import REASONS
+    from telemetry_core.reasons import REASONS
     from telemetry_core.timeutil import parse_time_arg
 
     if args.reason is not None and args.reason not in REASONS:

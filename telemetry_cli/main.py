@@ -18,11 +18,11 @@ __all__ = ["CliError", "main"]
 
 # Order is the order shown in --help.
 COMMAND_MODULES = (
-    "telemetry_cli.demo",
+    "telemetry_cli.demo.command",
     "telemetry_cli.ingest",
     "telemetry_cli.simulate",
     "telemetry_cli.query",
-    "telemetry_cli.backfill",
+    "telemetry_cli.backfill.command",
     "telemetry_cli.dlq",
     "telemetry_cli.alerts",
     "telemetry_cli.api",

@@ -1,4 +1,5 @@
-"""Local processes for the demo and the tests: free ports, the wheel's nats-server."""
+"""Local processes: the wheel's nats-server (the demo starts it, tests and benchmarks too),
+and stopping a process, or a process group and everything it started."""
 
 from __future__ import annotations
 
@@ -7,30 +8,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from telemetry_cli.errors import CliError
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
+from telemetry_cli.ports import port_in_use, wait_port
 
 
 def nats_server_binary() -> str | None:
@@ -43,18 +27,6 @@ def nats_server_binary() -> str | None:
 
 class PortInUse(CliError):
     """A port a local server must listen on is taken by another program."""
-
-
-def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether a listener could bind ``host:port`` now (SO_REUSEADDR, as servers set it,
-    so a port in TIME_WAIT counts as free and one held by a listener does not)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 # nats-server's built-in MQTT listener needs JetStream and a server_name (it keeps MQTT
@@ -108,7 +80,7 @@ def start_nats(
         command = [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)]
         ports = [port]
     else:
-        if not port_free(mqtt_port):
+        if port_in_use(mqtt_port):
             raise PortInUse(
                 f"MQTT port {mqtt_port} is already in use by another program (an MQTT broker "
                 "such as Mosquitto?): choose a free port, e.g. TELEMETRY_MQTT_PORT=1884"
@@ -142,57 +114,6 @@ def _wait_listening(proc: subprocess.Popen, port: int, timeout: float = 10.0) ->
             time.sleep(0.05)  # a server failing to bind a later port exits within moments
             return proc.poll() is None
     return False
-
-
-INFLUXD_CONFIG = """\
-reporting-disabled = true
-bind-address = "127.0.0.1:{rpc_port}"
-[meta]
-  dir = "{root}/meta"
-[data]
-  dir = "{root}/data"
-  wal-dir = "{root}/wal"
-  query-log-enabled = false
-  cache-snapshot-write-cold-duration = "10s"
-[coordinator]
-  write-timeout = "30s"
-[retention]
-  enabled = false
-[monitor]
-  store-enabled = false
-[http]
-  bind-address = "127.0.0.1:{http_port}"
-  log-enabled = false
-  max-body-size = 0
-[continuous_queries]
-  enabled = false
-[logging]
-  level = "warn"
-"""
-
-
-def start_influxd(binary: str, root: Path, http_port: int = 0) -> tuple[subprocess.Popen, int]:
-    """An InfluxDB 1.x ``influxd`` of our own: config, data and log under ``root``, on
-    loopback ports (``http_port`` 0 picks a free one). Returns the process and its port."""
-    import urllib.request
-
-    port = http_port or free_port()
-    config = root / "influxd.conf"
-    config.write_text(INFLUXD_CONFIG.format(root=root, rpc_port=free_port(), http_port=port))
-    with open(root / "influxd.log", "ab") as log:
-        proc = subprocess.Popen(
-            [binary, "-config", str(config)], stdout=log, stderr=subprocess.STDOUT
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1)
-            return proc, port
-        except OSError:
-            time.sleep(0.1)
-    stop_process(proc)
-    tail = (root / "influxd.log").read_text(errors="replace")[-2000:]
-    raise RuntimeError(f"influxd did not start:\n{tail}")
 
 
 def stop_process(proc: subprocess.Popen | None, timeout: float = 15.0) -> int | None:

@@ -1,7 +1,7 @@
-"""Payload decoding and validation: bytes on a subject -> stored points or reasons.
+"""Readings validation: a message on a subject -> stored points or reasons.
 
-Accepted forms (JSON by default, msgpack when ``Content-Type`` says so, gzip/deflate when
-``Content-Encoding`` says so):
+The bytes become values in ``payload`` (JSON, msgpack, gzip/deflate); the reason codes live
+in ``reasons``. Accepted forms:
 
 * one reading: ``{"timestamp": ..., "power_w": 412.5, "energy_kwh": 0.103}``
 * a list of readings (each may carry its own timestamp)
@@ -16,45 +16,33 @@ is the unit of acceptance: it is stored whole or rejected whole with one reason,
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
-
 from telemetry_core.identifiers import IdentifierError, is_field
+from telemetry_core.payload import decode_body
+from telemetry_core.reasons import (
+    BAD_IDENTIFIER,
+    BAD_PAYLOAD,
+    BAD_SUBJECT,
+    BAD_TIMESTAMP,
+    FUTURE_TIMESTAMP,
+    MISSING_TIMESTAMP,
+    NO_FIELDS,
+    NON_FINITE,
+    NON_NUMERIC,
+    SUBJECT_MISMATCH,
+    TOO_LARGE,
+    TOO_OLD,
+    Reject,
+)
 from telemetry_core.store.base import Point
 from telemetry_core.subjects import parse_subject
 from telemetry_core.timeutil import NS, TimestampError, parse_timestamp
 
-# Reason codes (Prometheus label values and DLQ header values).
-UNDECODABLE = "undecodable"
-BAD_PAYLOAD = "bad_payload"
-TOO_LARGE = "too_large"
-BAD_SUBJECT = "bad_subject"
-BAD_IDENTIFIER = "bad_identifier"
-SUBJECT_MISMATCH = "subject_mismatch"
-MISSING_TIMESTAMP = "missing_timestamp"
-BAD_TIMESTAMP = "bad_timestamp"
-FUTURE_TIMESTAMP = "future_timestamp"
-TOO_OLD = "too_old"
-NON_FINITE = "non_finite"
-NON_NUMERIC = "non_numeric"
-NO_FIELDS = "no_fields"
-MAX_DELIVERIES = "max_deliveries"
-STORE_REJECTED = "store_rejected"  # the store refused valid-looking readings (not an outage)
-REASONS = (
-    UNDECODABLE, BAD_PAYLOAD, TOO_LARGE, BAD_SUBJECT, BAD_IDENTIFIER, SUBJECT_MISMATCH,
-    MISSING_TIMESTAMP, BAD_TIMESTAMP, FUTURE_TIMESTAMP, TOO_OLD, NON_FINITE, NON_NUMERIC,
-    NO_FIELDS, MAX_DELIVERIES, STORE_REJECTED,
-)  # fmt: skip
-
-MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
-JSON_TYPES = ("application/json", "text/json", "text/plain")
 RESERVED = frozenset(("timestamp", "site_id", "device_id"))
 ITEM_META = frozenset(("name", "value", "unit", "quality", "timestamp"))
 
-_json = msgspec.json.Decoder()
 # Valid subjects and field names repeat message after message: remember them (bounded).
 _CACHE_LIMIT = 100_000
 _subjects: dict[str, Any] = {}
@@ -66,9 +54,6 @@ def _remember(cache: dict[str, Any], key: str, value: Any = True) -> Any:
         cache.clear()
     cache[key] = value
     return value
-
-
-_msgpack = msgspec.msgpack.Decoder()
 
 
 @dataclass(frozen=True)
@@ -102,87 +87,6 @@ class Decoded:
         return "partial" if self.readings else "dead_lettered"
 
 
-class _Reject(Exception):
-    def __init__(self, reason: str, error: str) -> None:
-        super().__init__(error)
-        self.reason = reason
-        self.error = error
-
-
-def _content_headers(headers: dict[str, str] | None) -> tuple[str, str]:
-    """``Content-Encoding`` and ``Content-Type`` (names case-insensitive, values lowered,
-    parameters dropped), in one pass over the headers."""
-    if not headers:
-        return "", ""
-    encoding = headers.get("Content-Encoding")
-    ctype = headers.get("Content-Type")
-    if encoding is None or ctype is None:
-        for key, val in headers.items():
-            lowered = key.lower()
-            if lowered == "content-encoding" and encoding is None:
-                encoding = val
-            elif lowered == "content-type" and ctype is None:
-                ctype = val
-    return _media(encoding), _media(ctype)
-
-
-def _media(value: str | None) -> str:
-    return value.split(";")[0].strip().lower() if value else ""
-
-
-def _inflate(data: bytes, encoding: str, limit: int) -> bytes:
-    if encoding in ("", "identity"):
-        return data
-    wbits_options: tuple[int, ...]
-    if encoding in ("gzip", "x-gzip"):
-        wbits_options = (16 + zlib.MAX_WBITS,)
-    elif encoding == "deflate":
-        wbits_options = (zlib.MAX_WBITS, -zlib.MAX_WBITS)  # zlib-wrapped, then raw
-    else:
-        raise _Reject(UNDECODABLE, f"unsupported Content-Encoding {encoding!r}")
-    for wbits in wbits_options:
-        inflater = zlib.decompressobj(wbits)
-        try:
-            out = inflater.decompress(data, limit + 1)
-        except zlib.error:
-            continue
-        if len(out) > limit:
-            raise _Reject(TOO_LARGE, f"payload inflates beyond the {limit}-byte limit")
-        if not inflater.eof:
-            raise _Reject(UNDECODABLE, f"truncated {encoding} payload")
-        return out
-    raise _Reject(UNDECODABLE, f"payload is not valid {encoding} data")
-
-
-def decode_body(data: bytes, headers: dict[str, str] | None, limits: Limits) -> Any:
-    if len(data) > limits.max_bytes:
-        raise _Reject(
-            TOO_LARGE, f"payload of {len(data)} bytes exceeds the {limits.max_bytes}-byte limit"
-        )
-    encoding, ctype = _content_headers(headers)
-    body = _inflate(data, encoding, limits.max_bytes)
-    try:
-        if ctype in MSGPACK_TYPES:
-            return _msgpack.decode(body)
-        if ctype and ctype not in JSON_TYPES:
-            raise _Reject(UNDECODABLE, f"unsupported Content-Type {ctype!r}")
-        try:
-            return _json.decode(body)
-        except msgspec.DecodeError:
-            # Strict JSON has no NaN/Infinity, but many devices send them: parse leniently
-            # so the reading is rejected precisely (non_finite), not as undecodable bytes.
-            return _lenient_json(body)
-    except (msgspec.DecodeError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        kind = "msgpack" if ctype in MSGPACK_TYPES else "JSON"
-        raise _Reject(UNDECODABLE, f"payload is not valid {kind}: {exc}") from None
-
-
-def _lenient_json(body: bytes) -> Any:
-    import json
-
-    return json.loads(body)
-
-
 def _value(name: str, value: Any) -> float:
     if isinstance(value, bool):
         return 1.0 if value else 0.0
@@ -190,12 +94,12 @@ def _value(name: str, value: Any) -> float:
         try:
             v = float(value)
         except OverflowError:
-            raise _Reject(NON_FINITE, f"value of {name!r} is out of float range") from None
+            raise Reject(NON_FINITE, f"value of {name!r} is out of float range") from None
         if not math.isfinite(v):
-            raise _Reject(NON_FINITE, f"value of {name!r} is {v} (NaN/Inf are rejected)")
+            raise Reject(NON_FINITE, f"value of {name!r} is {v} (NaN/Inf are rejected)")
         return v
     shown = repr(value)[:40]
-    raise _Reject(NON_NUMERIC, f"value of {name!r} is {shown}, not a number or boolean")
+    raise Reject(NON_NUMERIC, f"value of {name!r} is {shown}, not a number or boolean")
 
 
 class _Context:
@@ -211,14 +115,14 @@ class _Context:
             ("device_id", self.device, "device"),
         ):
             if key in obj and obj[key] != expected:
-                raise _Reject(
+                raise Reject(
                     SUBJECT_MISMATCH,
                     f"{what} {str(obj[key])[:64]!r} in payload does not match subject {what} {expected!r}",
                 )
 
     def timestamp(self, raw: Any) -> int:
         if raw is None:
-            raise _Reject(
+            raise Reject(
                 MISSING_TIMESTAMP, "reading has no timestamp (and the message none either)"
             )
         if type(raw) is int and 10**17 <= raw < 2**63:
@@ -227,19 +131,19 @@ class _Context:
             try:
                 t = parse_timestamp(raw)
             except TimestampError as exc:
-                raise _Reject(BAD_TIMESTAMP, str(exc)) from None
+                raise Reject(BAD_TIMESTAMP, str(exc)) from None
         if t > self.now + self.limits.future_ns:
-            raise _Reject(FUTURE_TIMESTAMP, "timestamp is more than 5 minutes in the future")
+            raise Reject(FUTURE_TIMESTAMP, "timestamp is more than 5 minutes in the future")
         if t < self.now - self.limits.max_age_ns:
             days = self.limits.max_age_ns // (86400 * NS)
-            raise _Reject(TOO_OLD, f"timestamp is older than the raw retention ({days} days)")
+            raise Reject(TOO_OLD, f"timestamp is older than the raw retention ({days} days)")
         return t
 
     def field_name(self, name: Any) -> str:
         if name in _good_fields:
             return name
         if not is_field(name):
-            raise _Reject(
+            raise Reject(
                 BAD_IDENTIFIER, f"field name {str(name)[:80]!r} must match [A-Za-z0-9_.-]{{1,64}}"
             )
         _remember(_good_fields, name)
@@ -255,7 +159,7 @@ def _flat_reading(ctx: _Context, obj: dict[str, Any], inherited: Any) -> list[Po
     if reserved > 1 or "timestamp" not in obj:
         ctx.check_owner(obj)
     if len(obj) == reserved:
-        raise _Reject(NO_FIELDS, "reading has no fields besides timestamp/site_id/device_id")
+        raise Reject(NO_FIELDS, "reading has no fields besides timestamp/site_id/device_id")
     t = ctx.timestamp(obj.get("timestamp", inherited))
     m, s, d = ctx.measurement, ctx.site, ctx.device
     good = _good_fields
@@ -274,13 +178,13 @@ def _flat_reading(ctx: _Context, obj: dict[str, Any], inherited: Any) -> list[Po
 
 def _item_reading(ctx: _Context, obj: Any, inherited: Any) -> list[Point]:
     if not isinstance(obj, dict):
-        raise _Reject(
+        raise Reject(
             BAD_PAYLOAD, f"entry of 'readings' must be an object, got {type(obj).__name__}"
         )
     if "name" not in obj:
-        raise _Reject(NO_FIELDS, "entry of 'readings' has no 'name'")
+        raise Reject(NO_FIELDS, "entry of 'readings' has no 'name'")
     if "value" not in obj:
-        raise _Reject(NON_NUMERIC, f"entry {str(obj['name'])[:64]!r} of 'readings' has no 'value'")
+        raise Reject(NON_NUMERIC, f"entry {str(obj['name'])[:64]!r} of 'readings' has no 'value'")
     name = ctx.field_name(obj["name"])
     t = ctx.timestamp(obj.get("timestamp", inherited))
     return [(ctx.measurement, ctx.site, ctx.device, name, t, _value(name, obj["value"]))]
@@ -292,7 +196,7 @@ def _expand(payload: Any) -> list[tuple[str, Any, Any]]:
         if "readings" in payload:
             items = payload["readings"]
             if not isinstance(items, list):
-                raise _Reject(BAD_PAYLOAD, "'readings' must be a list")
+                raise Reject(BAD_PAYLOAD, "'readings' must be a list")
             return [("item", (payload, item), payload.get("timestamp")) for item in items]
         return [("flat", payload, None)]
     if isinstance(payload, list):
@@ -303,7 +207,7 @@ def _expand(payload: Any) -> list[tuple[str, Any, Any]]:
             else:
                 out.append(("flat", entry, None))
         return out
-    raise _Reject(BAD_PAYLOAD, f"payload must be an object or a list, got {type(payload).__name__}")
+    raise Reject(BAD_PAYLOAD, f"payload must be an object or a list, got {type(payload).__name__}")
 
 
 def decode_message(
@@ -318,33 +222,33 @@ def decode_message(
         try:
             sub = _subjects.get(subject) or _remember(_subjects, subject, parse_subject(subject))
         except IdentifierError as exc:
-            raise _Reject(BAD_SUBJECT, f"subject {subject[:200]!r}: {exc}") from None
+            raise Reject(BAD_SUBJECT, f"subject {subject[:200]!r}: {exc}") from None
         except ValueError as exc:
-            raise _Reject(BAD_SUBJECT, str(exc)) from None
+            raise Reject(BAD_SUBJECT, str(exc)) from None
         ctx = _Context(sub.measurement, sub.site_id, sub.device_id, now_ns, limits)
-        payload = decode_body(data, headers, limits)
+        payload = decode_body(data, headers, limits.max_bytes)
         if type(payload) is dict and "readings" not in payload:
             # The common case, one flat reading: the general loop below gives the same
             # result, a few hundred nanoseconds later (this runs for every message).
             try:
                 return Decoded(_flat_reading(ctx, payload, None), 1, [])
-            except _Reject as rej:
+            except Reject as rej:
                 return Decoded([], 0, [Rejection(0, rej.reason, rej.error)])
         entries = _expand(payload)
         if not entries:
-            raise _Reject(NO_FIELDS, "payload holds no readings")
+            raise Reject(NO_FIELDS, "payload holds no readings")
         if len(entries) > limits.max_readings:
-            raise _Reject(
+            raise Reject(
                 TOO_LARGE, f"{len(entries)} readings exceed the limit of {limits.max_readings}"
             )
-    except _Reject as rej:
+    except Reject as rej:
         return Decoded([], 0, [Rejection(None, rej.reason, rej.error)])
     result = Decoded()
     for index, (form, entry, inherited) in enumerate(entries):
         try:
             if form == "flat":
                 if not isinstance(entry, dict):
-                    raise _Reject(
+                    raise Reject(
                         BAD_PAYLOAD, f"reading must be an object, got {type(entry).__name__}"
                     )
                 points = _flat_reading(ctx, entry, inherited)
@@ -352,7 +256,7 @@ def decode_message(
                 parent, item = entry
                 ctx.check_owner(parent)
                 points = _item_reading(ctx, item, inherited)
-        except _Reject as rej:
+        except Reject as rej:
             result.rejections.append(Rejection(index, rej.reason, rej.error))
             continue
         result.points.extend(points)

@@ -83,12 +83,6 @@ def series_prefix(measurement: str, tags: Mapping[str, str], field: str) -> str:
     return ",".join(parts) + " " + escape_key(field) + "="
 
 
-def format_float(value: float) -> str:
-    if not math.isfinite(value):
-        raise LineProtocolError(f"InfluxDB cannot store the float {value!r}")
-    return repr(float(value))
-
-
 def series_prefixes(
     points: Sequence[tuple[str, str, str, str, int, float]],
     *,

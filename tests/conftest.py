@@ -19,12 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from telemetry_cli.services import (
-    nats_server_binary,
-    start_nats,
-    stop_process,
-    wait_port,
-)
+from telemetry_cli.ports import wait_port
+from telemetry_cli.services import nats_server_binary, start_nats, stop_process
 
 __all__ = ["free_port", "need_service", "wait_port"]
 
@@ -86,7 +82,7 @@ _picks = itertools.count(random.randrange(_SLICE))
 def free_port() -> int:
     """A free loopback port for a test's server: below the kernel's ephemeral range, from
     this xdist worker's own slice, a different one each call. Under parallel workers a
-    port-0 pick (``telemetry_cli.services.free_port``) can be handed to two tests before
+    port-0 pick (``telemetry_cli.ports.free_port``) can be handed to two tests before
     either binds it (one then talks to the other's server), or be taken while a server is
     stopped for an outage test; a port from the worker's slice cannot."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]

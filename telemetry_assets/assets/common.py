@@ -5,21 +5,13 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 
+from telemetry_assets.names import LATE_POINTS_TAG, SITE_TAG
 from telemetry_core.config import Config
 from telemetry_core.identifiers import IdentifierError, check_name
 from telemetry_core.rollup import headline
 from telemetry_core.store.base import ALL
 from telemetry_core.timeutil import from_datetime
 
-# A run tagged with a site rewrites only that site's rows (a site-scoped backfill after
-# one site's outage must not touch the others). Portfolio assets ignore it: the portfolio
-# depends on every site, so it is always recomputed whole.
-SITE_TAG = "telemetry/site"
-# Set by the late-data sensor: how many late points the run folds in (for the UI plots).
-LATE_POINTS_TAG = "telemetry/late_points"
-# Set by the late-data sensor on every run of one batch, so it can find them again.
-LATE_BATCH_TAG = "telemetry/late_batch"
-TSDB_POOL = "tsdb"
 MAX_TOTALS = 24  # headline totals per materialisation (keeps metadata readable)
 
 

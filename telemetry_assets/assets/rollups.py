@@ -18,13 +18,13 @@ import dagster as dg
 import polars as pl
 
 from telemetry_assets.assets.common import (
-    TSDB_POOL,
     late_points,
     scoped_site,
     time_range_ns,
     window_metadata,
 )
 from telemetry_assets.assets.raw import RAW_POINTS
+from telemetry_assets.names import TSDB_POOL
 from telemetry_assets.resources import TelemetryStore
 from telemetry_core.retention_guard import kept_windows, replace_ranges
 from telemetry_core.rollup import ROLLUP_SPECS, RollupSpec, compute_rollup, with_work_hours

@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 
 from telemetry_assets.jobs.alerts_db import open_alerts
+from telemetry_assets.names import ROLE_TAG
 from telemetry_assets.resources import TelemetryStore
 from telemetry_core.alerts import deliver_due, next_due, resolve_secrets
 from telemetry_core.config import ConfigError
@@ -58,7 +59,7 @@ def deliver_alerts(context: dg.OpExecutionContext, store: TelemetryStore) -> dg.
     name="alert_job",
     description="Deliver due alert events from the outbox once each (alert_sensor starts "
     "it); failures are retried by later runs with exponential backoff.",
-    tags={"telemetry/role": "alerts"},
+    tags={ROLE_TAG: "alerts"},
 )
 def alert_job() -> None:
     deliver_alerts()

@@ -19,12 +19,12 @@ import dagster as dg
 from pydantic import Field
 
 from telemetry_assets.jobs.alerts_db import open_alerts
+from telemetry_assets.names import ROLE_TAG, TSDB_POOL
 from telemetry_assets.resources import TelemetryStore
 from telemetry_core.alerts import evaluate_window, record_anomalies
 from telemetry_core.windows import parse_partition_key, partition_key
 
 OP_NAME = "evaluate_anomalies"
-TSDB_POOL = "tsdb"  # the pool every store-reading step declares (see dagster.yaml)
 
 
 class AnomalyWindows(dg.Config):
@@ -123,7 +123,7 @@ def evaluate_anomalies(
     description="[[anomalies]] rules (zscore, silent, stuck) on the 15-minute windows "
     "anomaly_sensor hands it: anomalies recorded once per rule, series and window; "
     "anomaly alerts fired and resolved.",
-    tags={"telemetry/role": "anomalies"},
+    tags={ROLE_TAG: "anomalies"},
 )
 def anomaly_job() -> None:
     evaluate_anomalies()

@@ -23,6 +23,7 @@ import dagster as dg
 from pydantic import Field
 
 from telemetry_assets.checks import CHECKS
+from telemetry_assets.names import ROLE_TAG, TSDB_POOL
 from telemetry_assets.resources import TelemetryStore
 from telemetry_core.config import Config
 from telemetry_core.retention import (
@@ -39,7 +40,6 @@ from telemetry_core.store.base import Store, StoreError
 from telemetry_core.timeutil import format_rfc3339, now_ns
 from telemetry_core.windows import parse_partition_key
 
-TSDB_POOL = "tsdb"  # the pool every store-reading step declares (see dagster.yaml)
 RETENTION_CRON = "30 3 * * *"  # daily, 03:30 UTC: after the night's late data settled
 SHOW_KEPT = 50  # rows of the "kept" table in the metadata
 
@@ -153,7 +153,7 @@ def apply_retention_op(
     description="[retention]: raw points older than raw_days, where every rollup of their "
     "windows is materialised and passes its checks; 15-minute rollups older than "
     "rollup_15m_days (hourly rollups stay). Run config dry_run: true only reports.",
-    tags={"telemetry/role": "retention"},
+    tags={ROLE_TAG: "retention"},
 )
 def retention_job() -> None:
     apply_retention_op()

@@ -25,6 +25,7 @@ import dagster as dg
 
 from telemetry_assets.jobs.alerts import MAX_RUN_SECONDS, alert_job
 from telemetry_assets.jobs.alerts_db import open_alerts
+from telemetry_assets.names import PRIORITY_TAG
 from telemetry_assets.resources import TelemetryStore
 from telemetry_core.alerts import has_due, next_due
 from telemetry_core.config import Config
@@ -85,9 +86,7 @@ def build_alert_sensor(config: Config, *, minimum_interval_seconds: int = 1) -> 
             return dg.SkipReason(f"no outbox entry due ({when})")
         n = int(context.cursor or 0) + 1
         return dg.SensorResult(
-            run_requests=[
-                dg.RunRequest(run_key=f"deliver-{n}", tags={"dagster/priority": PRIORITY})
-            ],
+            run_requests=[dg.RunRequest(run_key=f"deliver-{n}", tags={PRIORITY_TAG: PRIORITY})],
             cursor=str(n),
         )
 

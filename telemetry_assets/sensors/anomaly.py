@@ -30,16 +30,13 @@ from dataclasses import dataclass
 import dagster as dg
 
 from telemetry_assets.jobs.anomaly import OP_NAME, anomaly_job
+from telemetry_assets.names import FIRST_TAG, LAST_TAG, SOURCE_RUN_TAG, WINDOWS_TAG
 from telemetry_core.config import Config
 
 ROLLUP_15M = dg.AssetKey("rollup_15m")
 FETCH_LIMIT = 1000  # events read per tick
 MAX_WINDOWS_PER_RUN = 96  # one day of windows: a run of a few minutes at most
 SETTLE_SECONDS = 5.0
-SOURCE_RUN_TAG = "telemetry/source_run"
-FIRST_TAG = "telemetry/window_first"
-LAST_TAG = "telemetry/window_last"
-WINDOWS_TAG = "telemetry/windows"
 
 
 @dataclass(frozen=True)

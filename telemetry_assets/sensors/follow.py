@@ -10,14 +10,17 @@ import time
 
 import dagster as dg
 
-from telemetry_assets.assets.common import LATE_BATCH_TAG, SITE_TAG
 from telemetry_assets.jobs import rollup_1h_job
+from telemetry_assets.names import (
+    BACKFILL_TAG,
+    LATE_BATCH_TAG,
+    PARTITION_TAG,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    SITE_TAG,
+)
 from telemetry_core.windows import HOUR_NS, parse_partition_key, partition_key, window_start
 
-PARTITION_TAG = "dagster/partition"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-BACKFILL_TAG = "dagster/backfill"
 QUARTER_JOB = "rollup_15m_job"
 QUARTER_ASSET = dg.AssetKey("rollup_15m")
 

@@ -21,14 +21,19 @@ from dataclasses import asdict, dataclass, field
 
 import dagster as dg
 
-from telemetry_assets.assets.common import LATE_BATCH_TAG, LATE_POINTS_TAG
 from telemetry_assets.jobs import rollup_1h_job, rollup_15m_job
+from telemetry_assets.names import (
+    LATE_BATCH_TAG,
+    LATE_POINTS_TAG,
+    PARTITION_TAG,
+    STAGE_TAG,
+    WILL_RETRY_TAG,
+)
 from telemetry_assets.resources import TelemetryStore
 from telemetry_core.store.base import Store
 from telemetry_core.windows import HOUR_NS, partition_key, window_start
 
 BATCH_MARKS = 64  # (window, site) marks per batch: one tick stays far below the 60 s limit
-STAGE_TAG = "telemetry/late_stage"
 STALE_AFTER_NS = 3600 * 1_000_000_000  # runs never showed up: give the batch up, retry
 FAILED = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
@@ -160,9 +165,6 @@ def evaluate(
     return requests, message + f"batch {batch.id}: {len(marks)} marks, {len(requests)} windows"
 
 
-WILL_RETRY_TAG = "dagster/will_retry"  # set on a failed run the retry daemon will re-launch
-
-
 def _statuses(instance: dg.DagsterInstance) -> Callable[[str, str], list[dg.DagsterRunStatus]]:
     """The status of the newest run per partition of a batch stage. A failed run that
     Dagster's run retries will re-launch counts as still running, so a retry that
@@ -174,7 +176,7 @@ def _statuses(instance: dg.DagsterInstance) -> Callable[[str, str], list[dg.Dags
         )  # newest first
         latest: dict[str, dg.DagsterRun] = {}
         for run in runs:
-            latest.setdefault(run.tags.get("dagster/partition", run.run_id), run)
+            latest.setdefault(run.tags.get(PARTITION_TAG, run.run_id), run)
         return [
             dg.DagsterRunStatus.STARTED
             if r.status == dg.DagsterRunStatus.FAILURE and r.tags.get(WILL_RETRY_TAG) == "true"

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from telemetry_cli.dagster_local import graphql, wait_ready
+from telemetry_cli.dagster_graphql import graphql, wait_ready
 from telemetry_cli.services import group_alive, stop_process_group
 from tests.conftest import free_port
 from tests.pg import PG

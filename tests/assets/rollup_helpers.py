@@ -6,6 +6,7 @@ import textwrap
 
 import dagster as dg
 
+from telemetry_assets.names import RANGE_END_TAG, RANGE_START_TAG
 from telemetry_core.timeutil import parse_rfc3339
 from tests.conftest import free_port, need_service  # noqa: F401 (re-exported)
 
@@ -26,9 +27,6 @@ CONFIG_TOML = textwrap.dedent(
     "occupancy.occupied" = "state"
     """
 )
-
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def ns(text: str) -> int:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from telemetry_cli import backfill
+from telemetry_cli import dagster_graphql
+from telemetry_cli.backfill import command, launch
 from telemetry_cli.errors import CliError
 from telemetry_cli.main import main
 from tests.assets.rollup_helpers import ns
@@ -14,26 +15,26 @@ FIRST = ns("2026-01-01T00:00:00Z")  # the server's first partition (default [rol
 
 
 def test_ranges_cover_overlapping_windows_up_to_the_last_complete_one():
-    got = backfill.partition_ranges(
+    got = launch.partition_ranges(
         ns("2026-11-20T06:10:00Z"), ns("2026-11-20T08:00:00Z"), NOW, FIRST
     )
     assert got == {
         "15m": ("2026-11-20-06:00", "2026-11-20-07:45"),
         "1h": ("2026-11-20-06:00", "2026-11-20-07:00"),
     }
-    clamped = backfill.partition_ranges(ns("2026-11-20T09:00:00Z"), NOW + 10**12, NOW, FIRST)
+    clamped = launch.partition_ranges(ns("2026-11-20T09:00:00Z"), NOW + 10**12, NOW, FIRST)
     assert clamped == {
         "15m": ("2026-11-20-09:00", "2026-11-20-09:45"),
         "1h": ("2026-11-20-09:00", "2026-11-20-09:00"),
     }
     # 1 ns before 10:00 touches the 09:45 window and the 09:00 hour; 10:00 is still open
-    partial = backfill.partition_ranges(ns("2026-11-20T10:00:00Z") - 1, NOW, NOW, FIRST)
+    partial = launch.partition_ranges(ns("2026-11-20T10:00:00Z") - 1, NOW, NOW, FIRST)
     assert partial == {
         "15m": ("2026-11-20-09:45", "2026-11-20-09:45"),
         "1h": ("2026-11-20-09:00", "2026-11-20-09:00"),
     }
     # inside the open hour: the quarters that ended, no hour yet
-    late = backfill.partition_ranges(
+    late = launch.partition_ranges(
         ns("2026-11-20T10:00:00Z"), NOW + 10**12, ns("2026-11-20T10:20:00Z"), FIRST
     )
     assert late == {"15m": ("2026-11-20-10:00", "2026-11-20-10:00"), "1h": None}
@@ -49,14 +50,14 @@ def test_ranges_cover_overlapping_windows_up_to_the_last_complete_one():
 )
 def test_bad_ranges(start, end, message):
     with pytest.raises(CliError, match=message):
-        backfill.partition_ranges(ns(start), ns(end), NOW, FIRST)
+        launch.partition_ranges(ns(start), ns(end), NOW, FIRST)
 
 
 def test_ranges_start_at_the_servers_first_partition():
     """A code location configured with [rollups] start = 2026-11-20T07:00Z: the range is
     clamped there, and a range ending before it is refused."""
     first = ns("2026-11-20T07:00:00Z")
-    got = backfill.partition_ranges(
+    got = launch.partition_ranges(
         ns("2026-11-20T05:00:00Z"), ns("2026-11-20T08:00:00Z"), NOW, first
     )
     assert got == {
@@ -64,7 +65,7 @@ def test_ranges_start_at_the_servers_first_partition():
         "1h": ("2026-11-20-07:00", "2026-11-20-07:00"),
     }
     with pytest.raises(CliError, match=r"before the first partition \(2026-11-20T07:00:00Z\)"):
-        backfill.partition_ranges(ns("2026-11-20T05:00:00Z"), first, NOW, first)
+        launch.partition_ranges(ns("2026-11-20T05:00:00Z"), first, NOW, first)
 
 
 def test_first_partition_is_asked_from_the_webserver(monkeypatch):
@@ -76,18 +77,18 @@ def test_first_partition_is_asked_from_the_webserver(monkeypatch):
     }
     seen = []
     monkeypatch.setattr(
-        backfill, "_call", lambda url, query, variables: seen.append(variables) or answers
+        dagster_graphql, "ask", lambda url, query, variables: seen.append(variables) or answers
     )
-    assert backfill.first_partition("http://x") == ns("2026-06-01T05:00:00Z")
+    assert launch.first_partition("http://x") == ns("2026-06-01T05:00:00Z")
     assert seen == [{"key": {"path": ["rollup_15m"]}}]
     answers["assetNodeOrError"] = {"__typename": "AssetNotFoundError"}
     with pytest.raises(CliError, match="no partitioned asset rollup_15m"):
-        backfill.first_partition("http://x")
+        launch.first_partition("http://x")
 
 
 def test_params_carry_the_site_tag_and_each_grain_range():
     ranges = {"15m": ("a", "b"), "1h": None}
-    params = backfill.backfill_params(ranges, ["rollup_15m", "rollup_1h"], "site-a", "t")
+    params = launch.backfill_params(ranges, ["rollup_15m", "rollup_1h"], "site-a", "t")
     assert params["partitionsByAssets"] == [
         {"assetKey": {"path": ["rollup_15m"]}, "partitions": {"range": {"start": "a", "end": "b"}}}
     ]
@@ -128,8 +129,8 @@ def test_follow_exit_codes(monkeypatch, capsys, final, code):
     answers = iter(
         [progress("REQUESTED", 0, running=4), progress("REQUESTED", 2, running=2), final]
     )
-    monkeypatch.setattr(backfill, "_call", lambda url, query, variables: next(answers))
-    assert backfill.follow("http://x", "abc", 0) == code
+    monkeypatch.setattr(dagster_graphql, "ask", lambda url, query, variables: next(answers))
+    assert command.follow("http://x", "abc", 0) == code
     out = capsys.readouterr()
     assert "2/4 asset partitions done" in out.out
     if code:
@@ -152,9 +153,9 @@ def test_refused_launch_is_one_line(monkeypatch, capsys):
         }
     }
     monkeypatch.setattr(
-        backfill,
-        "_call",
-        lambda url, query, variables: FIRST_KEY if query == backfill.FIRST_PARTITION else refused,
+        dagster_graphql,
+        "ask",
+        lambda url, query, variables: FIRST_KEY if query == launch.FIRST_PARTITION else refused,
     )
     code = main(["backfill", "--start", "2026-11-20T06:00:00Z", "--end", "2026-11-20T07:00:00Z"])
     err = capsys.readouterr().err

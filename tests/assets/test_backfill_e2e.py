@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from telemetry_cli.dagster_local import graphql, start_dagster, stop_dagster, wait_ready
+from telemetry_cli.dagster_graphql import graphql, wait_ready
+from telemetry_cli.demo.dagster_dev import start_dagster, stop_dagster
 from telemetry_core.config import load_config
 from telemetry_core.store import open_store
 from tests.assets.backfill_cases import (
@@ -133,7 +134,7 @@ def test_backfill_through_dagster_dev(dagster_dev):
 
 def wait_for_status(url: str, backfill_id: str, timeout: float = 150) -> str:
     """The backfill's status once it left REQUESTED (or REQUESTED at the deadline)."""
-    from telemetry_cli.backfill import PROGRESS
+    from telemetry_cli.backfill.progress import PROGRESS
 
     deadline = time.monotonic() + timeout
     while True:
@@ -176,11 +177,11 @@ def test_unknown_asset_is_refused_in_one_line(dagster_dev, monkeypatch, capsys):
     assert "invalid choice: 'rollup_5m'" in out.stderr and "rollup_15m" in out.stderr
     # a CLI whose spec has a level this webserver's code location lacks (version skew):
     # Dagster itself refuses the unknown asset, still one line, nothing launched
-    from telemetry_cli import backfill
+    from telemetry_cli.backfill import launch
     from telemetry_cli.main import main
 
-    grains = {**backfill.asset_grains(), "rollup_5m": "15m"}
-    monkeypatch.setattr(backfill, "asset_grains", lambda: grains)
+    grains = {**launch.asset_grains(), "rollup_5m": "15m"}
+    monkeypatch.setattr(launch, "asset_grains", lambda: grains)
     before = graphql(url, BACKFILL_IDS)["partitionBackfillsOrError"]["results"]
     code = main(
         ["backfill", "--start", "2026-11-20T06:00:00Z", "--end", "2026-11-20T07:00:00Z",

@@ -4,7 +4,9 @@ the daemon's next pass, up to 30 s later)."""
 
 from __future__ import annotations
 
-from telemetry_cli import backfill
+from telemetry_assets.names import PARTITION_TAG, RANGE_END_TAG, RANGE_START_TAG
+from telemetry_cli import dagster_graphql
+from telemetry_cli.backfill import command, progress
 
 TARGETS = {
     "rollup_15m": ("2026-11-20-06:00", "2026-11-20-07:45"),
@@ -14,11 +16,11 @@ TARGETS = {
 
 def run(status: str, assets: list[str], start: str, end: str | None = None) -> dict:
     tags = (
-        [{"key": backfill.PARTITION_TAG, "value": start}]
+        [{"key": PARTITION_TAG, "value": start}]
         if end is None
         else [
-            {"key": backfill.RANGE_START_TAG, "value": start},
-            {"key": backfill.RANGE_END_TAG, "value": end},
+            {"key": RANGE_START_TAG, "value": start},
+            {"key": RANGE_END_TAG, "value": end},
         ]
     )
     return {"status": status, "assetSelection": [{"path": [a]} for a in assets], "tags": tags}
@@ -27,25 +29,25 @@ def run(status: str, assets: list[str], start: str, end: str | None = None) -> d
 def test_complete_only_when_every_targeted_partition_has_a_succeeded_run():
     quarters = run("SUCCESS", ["rollup_15m"], "2026-11-20-06:00", "2026-11-20-07:45")
     hours = run("SUCCESS", ["rollup_1h"], "2026-11-20-06:00", "2026-11-20-07:00")
-    assert backfill.data_complete({"runs": [quarters, hours]}, TARGETS)
-    assert not backfill.data_complete({"runs": [quarters]}, TARGETS)  # hours not run yet
-    assert not backfill.data_complete({"runs": []}, TARGETS)
+    assert progress.data_complete({"runs": [quarters, hours]}, TARGETS)
+    assert not progress.data_complete({"runs": [quarters]}, TARGETS)  # hours not run yet
+    assert not progress.data_complete({"runs": []}, TARGETS)
     running = {**hours, "status": "STARTED"}
-    assert not backfill.data_complete({"runs": [quarters, running]}, TARGETS)
+    assert not progress.data_complete({"runs": [quarters, running]}, TARGETS)
     failed = {**hours, "status": "FAILURE"}
-    assert not backfill.data_complete({"runs": [quarters, failed]}, TARGETS)
+    assert not progress.data_complete({"runs": [quarters, failed]}, TARGETS)
 
 
 def test_partial_ranges_and_single_partition_runs_add_up():
     first = run("SUCCESS", ["rollup_15m"], "2026-11-20-06:00", "2026-11-20-06:45")
     hours = run("SUCCESS", ["rollup_1h"], "2026-11-20-06:00", "2026-11-20-07:00")
     singles = [run("SUCCESS", ["rollup_15m"], k) for k in ("2026-11-20-07:00", "2026-11-20-07:15")]
-    assert not backfill.data_complete({"runs": [first, hours, *singles]}, TARGETS)
+    assert not progress.data_complete({"runs": [first, hours, *singles]}, TARGETS)
     last = run("SUCCESS", ["rollup_15m"], "2026-11-20-07:30", "2026-11-20-07:45")
-    assert backfill.data_complete({"runs": [first, hours, *singles, last]}, TARGETS)
+    assert progress.data_complete({"runs": [first, hours, *singles, last]}, TARGETS)
     # a run of another asset over the same range does not count for this one
     other = run("SUCCESS", ["site_15m"], "2026-11-20-06:00", "2026-11-20-07:45")
-    assert not backfill.data_complete({"runs": [other, hours]}, TARGETS)
+    assert not progress.data_complete({"runs": [other, hours]}, TARGETS)
 
 
 def test_follow_stops_at_data_complete_before_the_daemon_marks_it(monkeypatch, capsys):
@@ -70,8 +72,8 @@ def test_follow_stops_at_data_complete_before_the_daemon_marks_it(monkeypatch, c
         calls.append(variables)
         return {"partitionBackfillOrError": lagging}
 
-    monkeypatch.setattr(backfill, "_call", answer)
-    assert backfill.follow("http://x", "abc", 0, TARGETS) == 0
+    monkeypatch.setattr(dagster_graphql, "ask", answer)
+    assert command.follow("http://x", "abc", 0, TARGETS) == 0
     out = capsys.readouterr().out
     assert len(calls) == 1
     assert "10/10 asset partitions done, 0 running" in out

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from telemetry_assets.assets.common import SITE_TAG
+from telemetry_assets.names import SITE_TAG
 from telemetry_core.rollup import ROLLUP_SPECS
 from tests.assets.rollup_helpers import fleet_points, ns, run_job
 

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from telemetry_cli.dagster_local import graphql
-from telemetry_cli.services import wait_port
+from telemetry_cli.dagster_graphql import graphql
+from telemetry_cli.ports import wait_port
 from telemetry_core.config import load_config
 from telemetry_core.store import open_store
 from tests.assets.production_topology import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from telemetry_assets.assets.common import SITE_TAG
+from telemetry_assets.names import SITE_TAG
 from telemetry_core.config import load_config
 from telemetry_core.windows import WINDOW_15M_NS, partition_key
 from tests.assets.rollup_helpers import (

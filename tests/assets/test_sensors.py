@@ -6,7 +6,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from telemetry_assets.assets.common import LATE_BATCH_TAG, LATE_POINTS_TAG, SITE_TAG
+from telemetry_assets.names import LATE_BATCH_TAG, LATE_POINTS_TAG, SITE_TAG
 from telemetry_assets.resources import TelemetryStore
 from telemetry_assets.sensors import build_late_data_sensor, rollup_1h_follow_sensor
 from telemetry_assets.sensors.follow import follow_requests

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from telemetry_cli.nats_cluster import LocalCluster
 from telemetry_cli.services import nats_server_binary
 from tests.conftest import free_port, need_service
+from tests.harness.nats_cluster import LocalCluster
 
 
 @pytest.fixture

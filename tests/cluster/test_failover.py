@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from telemetry_cli.nats_cluster import LocalCluster
 from telemetry_core.store import open_store
 from tests.cluster.conftest import move_leaders, run
 from tests.daemon.conftest import DaemonProc, wait_until
+from tests.harness.nats_cluster import LocalCluster
 
 pytestmark = pytest.mark.slow
 NS = 10**9

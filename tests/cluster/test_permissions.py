@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from telemetry_cli.nats_cluster import LocalCluster
 from telemetry_cli.nats_config import AUTH_FILE, read_env_file
 from telemetry_cli.services import nats_server_binary
 from telemetry_core.store import open_store
 from tests.conftest import need_service
 from tests.daemon.conftest import DaemonProc, telemetry, wait_until
+from tests.harness.nats_cluster import LocalCluster
 
 pytestmark = pytest.mark.slow
 TOML = """

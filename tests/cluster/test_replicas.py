@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
-from telemetry_cli.nats_cluster import LocalCluster
 from tests.daemon.conftest import DaemonProc, telemetry, wait_until
+from tests.harness.nats_cluster import LocalCluster
 
 pytestmark = pytest.mark.slow
 

@@ -32,9 +32,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from telemetry_cli.services import start_influxd, stop_process
+from telemetry_cli.services import stop_process
 from telemetry_core.store import Store, open_store
 from telemetry_core.store.sqlite import SqliteStore
+from tests.harness.influxd import start_influxd
 
 
 def _shared_conftest():

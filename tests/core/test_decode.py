@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from telemetry_core import decode as d
+from telemetry_core import reasons
 from telemetry_core.decode import Limits, decode_message
 from telemetry_core.identifiers import is_field, is_name
 
@@ -93,50 +93,50 @@ def test_encodings(content_type, encoding, encode):
 @pytest.mark.parametrize(
     ("payload", "headers", "subject", "reason"),
     [
-        (b"\xff\xfenot json", None, SUBJ, d.UNDECODABLE),
-        (b'{"timestamp": 1', None, SUBJ, d.UNDECODABLE),
-        (b"x", {"Content-Type": "application/xml"}, SUBJ, d.UNDECODABLE),
-        (b"x", {"Content-Encoding": "br"}, SUBJ, d.UNDECODABLE),
-        (b"not gzip", {"Content-Encoding": "gzip"}, SUBJ, d.UNDECODABLE),
-        (b"\xc1", {"Content-Type": "application/msgpack"}, SUBJ, d.UNDECODABLE),
-        ({"power_w": 1}, None, SUBJ, d.MISSING_TIMESTAMP),
-        ({"timestamp": None, "power_w": 1}, None, SUBJ, d.MISSING_TIMESTAMP),
-        ({"timestamp": "2026-13-01T00:00:00Z", "x": 1}, None, SUBJ, d.BAD_TIMESTAMP),
-        ({"timestamp": "yesterday", "x": 1}, None, SUBJ, d.BAD_TIMESTAMP),
-        ({"timestamp": True, "x": 1}, None, SUBJ, d.BAD_TIMESTAMP),
-        ({"timestamp": [1], "x": 1}, None, SUBJ, d.BAD_TIMESTAMP),
-        (b'{"timestamp": %d, "x": NaN}' % T_S, None, SUBJ, d.NON_FINITE),
-        (b'{"timestamp": %d, "x": -Infinity}' % T_S, None, SUBJ, d.NON_FINITE),
-        (b'{"timestamp": %d, "x": 1e999}' % T_S, None, SUBJ, d.NON_FINITE),
-        ({"timestamp": T_S, "x": 10**400}, None, SUBJ, d.NON_FINITE),
-        ({"timestamp": T_S, "x": "12"}, None, SUBJ, d.NON_NUMERIC),
-        ({"timestamp": T_S, "x": None}, None, SUBJ, d.NON_NUMERIC),
-        ({"timestamp": T_S, "x": {"nested": 1}}, None, SUBJ, d.NON_NUMERIC),
-        ({"timestamp": T_S, "readings": [{"name": "x"}]}, None, SUBJ, d.NON_NUMERIC),
-        ({"timestamp": T_S}, None, SUBJ, d.NO_FIELDS),
-        ([], None, SUBJ, d.NO_FIELDS),
-        ({"timestamp": T_S, "readings": []}, None, SUBJ, d.NO_FIELDS),
-        ({"timestamp": T_S, "readings": [{"value": 1}]}, None, SUBJ, d.NO_FIELDS),
-        ({"timestamp": T_S, "bad field": 1}, None, SUBJ, d.BAD_IDENTIFIER),
-        ({"timestamp": T_S, "x" * 65: 1}, None, SUBJ, d.BAD_IDENTIFIER),
-        ({"timestamp": T_S, "readings": [{"name": "a/b", "value": 1}]}, None, SUBJ, d.BAD_IDENTIFIER),
-        ({"timestamp": T_S, "x": 1}, None, "iot.energy.site-a", d.BAD_SUBJECT),
-        ({"timestamp": T_S, "x": 1}, None, "iot.energy.site-a.m.extra", d.BAD_SUBJECT),
-        ({"timestamp": T_S, "x": 1}, None, "iot.ener$gy.site-a.m", d.BAD_SUBJECT),
-        ({"timestamp": T_S, "x": 1}, None, "other.energy.site-a.m", d.BAD_SUBJECT),
-        ({"timestamp": T_S, "site_id": "site-b", "x": 1}, None, SUBJ, d.SUBJECT_MISMATCH),
-        ({"timestamp": T_S, "device_id": "meter-8", "x": 1}, None, SUBJ, d.SUBJECT_MISMATCH),
-        ({"timestamp": T_S, "device_id": 7, "x": 1}, None, SUBJ, d.SUBJECT_MISMATCH),
+        (b"\xff\xfenot json", None, SUBJ, reasons.UNDECODABLE),
+        (b'{"timestamp": 1', None, SUBJ, reasons.UNDECODABLE),
+        (b"x", {"Content-Type": "application/xml"}, SUBJ, reasons.UNDECODABLE),
+        (b"x", {"Content-Encoding": "br"}, SUBJ, reasons.UNDECODABLE),
+        (b"not gzip", {"Content-Encoding": "gzip"}, SUBJ, reasons.UNDECODABLE),
+        (b"\xc1", {"Content-Type": "application/msgpack"}, SUBJ, reasons.UNDECODABLE),
+        ({"power_w": 1}, None, SUBJ, reasons.MISSING_TIMESTAMP),
+        ({"timestamp": None, "power_w": 1}, None, SUBJ, reasons.MISSING_TIMESTAMP),
+        ({"timestamp": "2026-13-01T00:00:00Z", "x": 1}, None, SUBJ, reasons.BAD_TIMESTAMP),
+        ({"timestamp": "yesterday", "x": 1}, None, SUBJ, reasons.BAD_TIMESTAMP),
+        ({"timestamp": True, "x": 1}, None, SUBJ, reasons.BAD_TIMESTAMP),
+        ({"timestamp": [1], "x": 1}, None, SUBJ, reasons.BAD_TIMESTAMP),
+        (b'{"timestamp": %d, "x": NaN}' % T_S, None, SUBJ, reasons.NON_FINITE),
+        (b'{"timestamp": %d, "x": -Infinity}' % T_S, None, SUBJ, reasons.NON_FINITE),
+        (b'{"timestamp": %d, "x": 1e999}' % T_S, None, SUBJ, reasons.NON_FINITE),
+        ({"timestamp": T_S, "x": 10**400}, None, SUBJ, reasons.NON_FINITE),
+        ({"timestamp": T_S, "x": "12"}, None, SUBJ, reasons.NON_NUMERIC),
+        ({"timestamp": T_S, "x": None}, None, SUBJ, reasons.NON_NUMERIC),
+        ({"timestamp": T_S, "x": {"nested": 1}}, None, SUBJ, reasons.NON_NUMERIC),
+        ({"timestamp": T_S, "readings": [{"name": "x"}]}, None, SUBJ, reasons.NON_NUMERIC),
+        ({"timestamp": T_S}, None, SUBJ, reasons.NO_FIELDS),
+        ([], None, SUBJ, reasons.NO_FIELDS),
+        ({"timestamp": T_S, "readings": []}, None, SUBJ, reasons.NO_FIELDS),
+        ({"timestamp": T_S, "readings": [{"value": 1}]}, None, SUBJ, reasons.NO_FIELDS),
+        ({"timestamp": T_S, "bad field": 1}, None, SUBJ, reasons.BAD_IDENTIFIER),
+        ({"timestamp": T_S, "x" * 65: 1}, None, SUBJ, reasons.BAD_IDENTIFIER),
+        ({"timestamp": T_S, "readings": [{"name": "a/b", "value": 1}]}, None, SUBJ, reasons.BAD_IDENTIFIER),
+        ({"timestamp": T_S, "x": 1}, None, "iot.energy.site-a", reasons.BAD_SUBJECT),
+        ({"timestamp": T_S, "x": 1}, None, "iot.energy.site-a.m.extra", reasons.BAD_SUBJECT),
+        ({"timestamp": T_S, "x": 1}, None, "iot.ener$gy.site-a.m", reasons.BAD_SUBJECT),
+        ({"timestamp": T_S, "x": 1}, None, "other.energy.site-a.m", reasons.BAD_SUBJECT),
+        ({"timestamp": T_S, "site_id": "site-b", "x": 1}, None, SUBJ, reasons.SUBJECT_MISMATCH),
+        ({"timestamp": T_S, "device_id": "meter-8", "x": 1}, None, SUBJ, reasons.SUBJECT_MISMATCH),
+        ({"timestamp": T_S, "device_id": 7, "x": 1}, None, SUBJ, reasons.SUBJECT_MISMATCH),
         ({"site_id": "site-b", "timestamp": T_S, "readings": [{"name": "x", "value": 1}]}, None, SUBJ,
-         d.SUBJECT_MISMATCH),
-        ({"timestamp": NOW // NS + 301, "x": 1}, None, SUBJ, d.FUTURE_TIMESTAMP),
-        ({"timestamp": T_S - 31 * 86400, "x": 1}, None, SUBJ, d.TOO_OLD),
-        (42, None, SUBJ, d.BAD_PAYLOAD),
-        ("text", None, SUBJ, d.BAD_PAYLOAD),
-        ([1, 2], None, SUBJ, d.BAD_PAYLOAD),
-        ({"timestamp": T_S, "readings": 5}, None, SUBJ, d.BAD_PAYLOAD),
-        ({"timestamp": T_S, "pad": "x" * 2000}, None, SUBJ, d.TOO_LARGE),
-        (gzip.compress(b" " * 5000 + b"{}", mtime=0), {"Content-Encoding": "gzip"}, SUBJ, d.TOO_LARGE),
+         reasons.SUBJECT_MISMATCH),
+        ({"timestamp": NOW // NS + 301, "x": 1}, None, SUBJ, reasons.FUTURE_TIMESTAMP),
+        ({"timestamp": T_S - 31 * 86400, "x": 1}, None, SUBJ, reasons.TOO_OLD),
+        (42, None, SUBJ, reasons.BAD_PAYLOAD),
+        ("text", None, SUBJ, reasons.BAD_PAYLOAD),
+        ([1, 2], None, SUBJ, reasons.BAD_PAYLOAD),
+        ({"timestamp": T_S, "readings": 5}, None, SUBJ, reasons.BAD_PAYLOAD),
+        ({"timestamp": T_S, "pad": "x" * 2000}, None, SUBJ, reasons.TOO_LARGE),
+        (gzip.compress(b" " * 5000 + b"{}", mtime=0), {"Content-Encoding": "gzip"}, SUBJ, reasons.TOO_LARGE),
     ],
 )  # fmt: skip
 def test_rejections(payload, headers, subject, reason):
@@ -158,8 +158,8 @@ def test_partial_message_keeps_valid_readings_and_indexes_rejects():
     result = run([{"timestamp": T_S, "a": 1}, {"timestamp": T_S, "a": "bad"}, {"a": 3}])
     assert points(result) == [("a", T, 1.0)]
     assert [(r.index, r.reason) for r in result.rejections] == [
-        (1, d.NON_NUMERIC),
-        (2, d.MISSING_TIMESTAMP),
+        (1, reasons.NON_NUMERIC),
+        (2, reasons.MISSING_TIMESTAMP),
     ]
     assert result.outcome == "partial"
 
@@ -201,4 +201,4 @@ def test_any_bytes_end_stored_or_rejected_never_raise(subject, data, encoding, c
         assert isinstance(t, int) and isinstance(v, float) and math.isfinite(v)
         assert NOW - Limits().max_age_ns <= t <= NOW + Limits().future_ns
     for r in result.rejections:
-        assert r.reason in d.REASONS and r.error
+        assert r.reason in reasons.REASONS and r.error

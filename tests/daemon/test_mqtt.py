@@ -15,13 +15,8 @@ import time
 
 import pytest
 
-from telemetry_cli.services import (
-    PortInUse,
-    free_port,
-    nats_server_binary,
-    start_nats,
-    stop_process,
-)
+from telemetry_cli.ports import free_port
+from telemetry_cli.services import PortInUse, nats_server_binary, start_nats, stop_process
 from telemetry_core.store import open_store
 from telemetry_core.timeutil import format_rfc3339
 from tests.conftest import need_service

@@ -16,7 +16,8 @@ import time
 import pytest
 from standardwebhooks import Webhook as Verifier
 
-from telemetry_cli.dagster_local import graphql, start_dagster, stop_dagster, wait_ready
+from telemetry_cli.dagster_graphql import graphql, wait_ready
+from telemetry_cli.demo.dagster_dev import start_dagster, stop_dagster
 from tests.alerts.dagster_helpers import SECRET, webhook_toml
 from tests.alerts.receiver import Receiver
 from tests.conftest import free_port

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from telemetry_cli.dagster_local import graphql
+from telemetry_cli.dagster_graphql import graphql
 from tests.conftest import free_port
 from tests.daemon.conftest import wait_until
 
@@ -215,7 +215,7 @@ def test_default_mqtt_port_taken_falls_back_to_a_free_one(tmp_path: Path):
     import re
     import socket
 
-    from telemetry_cli.demo_setup import port_in_use
+    from telemetry_cli.ports import port_in_use
 
     holder = None
     if not port_in_use(1883):

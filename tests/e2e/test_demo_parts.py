@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks import Webhook
 
-from telemetry_cli import demo_setup
-from telemetry_cli.receiver import InvalidSignature, Receiver, verify
+from telemetry_cli.demo import prepare
+from telemetry_cli.demo.receiver import InvalidSignature, Receiver, verify
 from telemetry_core.alerts.delivery import sign
 from telemetry_core.alerts.secrets import decode_secret
 from telemetry_core.config import load_config
@@ -144,18 +144,18 @@ def test_spikes_take_turns_and_only_spikes_cross_the_threshold():
 def test_history_is_seeded_once_without_late_marks(tmp_path):
     url = f"sqlite:///{tmp_path / 'telemetry.db'}"
     end = (int(time.time()) // 60) * 60 * NS
-    points, start, seeded_end = demo_setup.seed_history(url, 2, 8, 1.0, end)
+    points, start, seeded_end = prepare.seed_history(url, 2, 8, 1.0, end)
     assert (start, seeded_end) == (end - 3600 * NS, end)
     store = open_store(url)
     try:
         raw = store.read_points(start, end)
-        steps = 3600 // int(demo_setup.HISTORY_INTERVAL_S)
+        steps = 3600 // int(prepare.HISTORY_INTERVAL_S)
         assert raw.height == points == steps * 16 * 2  # 16 devices, 2 fields each
         assert store.late_windows(100) == []  # nothing for the late-data sensor to re-run
         power = raw.filter(raw["field"] == "power_w")["value"]
         assert power.max() > 5000  # the spikes are in the history too
         # a second start: the range holds data already, nothing is written again
-        assert demo_setup.seed_history(url, 2, 8, 1.0, end)[0] == 0
+        assert prepare.seed_history(url, 2, 8, 1.0, end)[0] == 0
         assert store.read_points(start, end).height == points
     finally:
         store.close()
@@ -168,9 +168,9 @@ def test_history_stops_where_a_previous_run_began(tmp_path):
     store = open_store(url)
     try:
         store.write_points([("energy", "site-a", "meter-1", "power_w", end - 600 * NS, 1.0)])
-        points, start, seeded_end = demo_setup.seed_history(url, 1, 4, 1.0, end)
+        points, start, seeded_end = prepare.seed_history(url, 1, 4, 1.0, end)
         assert (start, seeded_end) == (end - 3600 * NS, end - 600 * NS)
-        assert points == 3000 // int(demo_setup.HISTORY_INTERVAL_S) * 4 * 2
+        assert points == 3000 // int(prepare.HISTORY_INTERVAL_S) * 4 * 2
         assert store.read_points(end - 600 * NS, end).height == 1
     finally:
         store.close()
@@ -179,7 +179,7 @@ def test_history_stops_where_a_previous_run_began(tmp_path):
 def test_demo_config_has_the_threshold_the_webhook_and_the_file_channel(tmp_path):
     path = tmp_path / "demo.toml"
     now = 1_764_806_400 * NS + 5 * 3600 * NS  # 2025-12-04 05:00 UTC
-    demo_setup.write_config(path, tmp_path, 24, now)
+    prepare.write_config(path, tmp_path, 24, now)
     config = load_config(path)
     # partitions from the UTC midnight before the 24 h of history, not the default start
     assert config.rollups.start_ns == 1_764_720_000 * NS  # 2025-12-03 00:00 UTC
@@ -188,8 +188,8 @@ def test_demo_config_has_the_threshold_the_webhook_and_the_file_channel(tmp_path
         "power-high", "energy", "power_w", 5000.0,
     )  # fmt: skip
     [hook] = config.alerts.webhooks
-    assert (hook.name, hook.secret_env) == ("demo-receiver", demo_setup.SECRET_ENV)
-    assert demo_setup.receiver_port(path) == int(hook.url.split(":")[2].split("/")[0])
+    assert (hook.name, hook.secret_env) == ("demo-receiver", prepare.SECRET_ENV)
+    assert prepare.receiver_port(path) == int(hook.url.split(":")[2].split("/")[0])
     [log] = config.alerts.files
     assert log.path == str(tmp_path / "alerts.jsonl")
 
@@ -200,13 +200,13 @@ def test_ports_in_use_are_one_line_errors():
     receiver = Receiver(KEY, 0, print).start()
     try:
         with pytest.raises(CliError, match=r"MQTT port \d+ is in use .*TELEMETRY_MQTT_PORT"):
-            demo_setup.check_ports({"MQTT": (receiver.port, "set TELEMETRY_MQTT_PORT")})
+            prepare.check_ports({"MQTT": (receiver.port, "set TELEMETRY_MQTT_PORT")})
     finally:
         receiver.stop()
 
 
 def test_a_resolved_alert_names_the_value_that_fired_it():
-    from telemetry_cli.receiver import describe
+    from telemetry_cli.demo.receiver import describe
 
     payload = json.loads(BODY)
     payload["type"] = "alert.resolved"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from telemetry_cli.dagster_local import wait_ready
+from telemetry_cli.dagster_graphql import wait_ready
 from telemetry_cli.services import stop_process, stop_process_group
 from tests.conftest import free_port
 from tests.daemon.conftest import wait_until

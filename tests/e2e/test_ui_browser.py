@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from telemetry_cli.dagster_local import graphql
+from telemetry_cli.dagster_graphql import graphql
 from tests.conftest import need_service
 from tests.daemon.conftest import wait_until
 from tests.e2e.test_demo_first_minute import Demo

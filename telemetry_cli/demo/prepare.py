@@ -1,5 +1,5 @@
 """What ``telemetry demo`` prepares before its processes start: the config, the webhook
-secret, free ports, and hours of history (``demo_dagster`` rolls them up).
+secret, free ports, the store, and hours of history (``dagster_progress`` rolls them up).
 
 History goes straight into the store, not through NATS and the daemon. Through the daemon,
 every seeded point would land in a window that ended long ago, so the daemon would mark
@@ -15,9 +15,10 @@ from __future__ import annotations
 import base64
 import os
 import random
-import socket
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from telemetry_cli.ports import free_port, port_in_use
 
 SECRET_ENV = "TELEMETRY_DEMO_WEBHOOK_SECRET"
 RECEIVER = "demo-receiver"
@@ -87,23 +88,6 @@ rollup_15m_days = 90
 [rollups]
 start = "{rollups_start}"
 """
-
-
-def free_port() -> int:
-    from telemetry_cli.services import free_port as pick
-
-    return pick()
-
-
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    """Something listens on ``port`` (bound as servers bind, with SO_REUSEADDR)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return True
-    return False
 
 
 def check_ports(ports: dict[str, tuple[int, str]]) -> None:
@@ -201,3 +185,35 @@ def seed_history(
     finally:
         store.close()
     return written, start, max(start, end_ns)
+
+
+def mqtt_port() -> int:
+    """TELEMETRY_MQTT_PORT when set (a port in use is then a one-line error); otherwise 1883,
+    or, when another broker already holds 1883 (Mosquitto often does on IoT machines), any
+    free port, said in one line: the default must not stop the demo from starting."""
+    from telemetry_cli.errors import CliError
+
+    value = os.environ.get("TELEMETRY_MQTT_PORT")
+    if value is None or value == "":
+        if not port_in_use(1883):
+            return 1883
+        port = free_port()
+        print(f"MQTT port 1883 is taken by another program: using {port} "
+              "(set TELEMETRY_MQTT_PORT to choose)")  # fmt: skip
+        return port
+    if not value.isdigit():
+        raise CliError(f"TELEMETRY_MQTT_PORT must be a port number, got {value!r}")
+    return int(value)
+
+
+def check_store(url: str) -> None:
+    """Open the store once before anything starts: a wrong URL, an unreachable server or a
+    missing database is one line now, not a daemon that dies in the background."""
+    from telemetry_cli.errors import CliError
+    from telemetry_core.store import StoreError, StoreUnavailable, open_store
+    from telemetry_core.store.urls import redact_url
+
+    try:
+        open_store(url).close()
+    except (StoreError, StoreUnavailable) as exc:
+        raise CliError(f"store {redact_url(url)}: {exc}") from None

@@ -11,13 +11,10 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 LOCAL_INSTANCE = """\
-# Written by telemetry_cli.dagster_local: a local instance for `telemetry demo` (SQLite storage
+# Written by telemetry_cli.demo.dagster_dev: a local instance for `telemetry demo` (SQLite storage
 # under this folder). Production uses the repository's dagster.yaml (PostgreSQL).
 storage:
   sqlite:
@@ -44,11 +41,6 @@ telemetry:
 # instance: shouldShowNux is nux.enabled and no .nux/nux.yaml under DAGSTER_HOME).
 nux:
   enabled: false
-"""
-
-READY_QUERY = """
-query { workspaceOrError { __typename ... on Workspace { locationEntries {
-  name locationOrLoadError { __typename } } } } }
 """
 
 
@@ -102,66 +94,3 @@ def stop_dagster(proc: subprocess.Popen | None, timeout: float = 20.0) -> int | 
     from telemetry_cli.services import stop_process_group
 
     return stop_process_group(proc, timeout)
-
-
-def graphql(url: str, query: str, variables: dict | None = None, timeout: float = 30.0) -> dict:
-    """POST a GraphQL query to a Dagster webserver; returns ``data`` or raises."""
-    body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    request = urllib.request.Request(
-        url.rstrip("/") + "/graphql", data=body, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            payload = json.loads(response.read())
-    except urllib.error.HTTPError as exc:  # it answered, with an error: not "unreachable"
-        payload = _error_payload(exc)
-    if payload.get("errors"):
-        raise RuntimeError("; ".join(e.get("message", str(e)) for e in payload["errors"]))
-    return payload["data"]
-
-
-def _error_payload(exc: urllib.error.HTTPError) -> dict:
-    """GraphQL errors from an HTTP error answer (Dagster answers some refusals, e.g. an
-    unknown asset key, with status 500 and a GraphQL error body)."""
-    body = exc.read().decode(errors="replace").strip()
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        payload = None
-    if isinstance(payload, dict) and payload.get("errors"):
-        return payload
-    detail = body.splitlines()[0] if body else exc.reason
-    raise RuntimeError(f"HTTP {exc.code}: {detail}") from None
-
-
-def is_ready(url: str) -> bool:
-    """The webserver answers and the code location has loaded."""
-    try:
-        data = graphql(url, READY_QUERY, timeout=5)
-    except (OSError, RuntimeError, ValueError):
-        return False
-    workspace = data.get("workspaceOrError") or {}
-    entries = workspace.get("locationEntries") or []
-    return bool(entries) and all(
-        (e.get("locationOrLoadError") or {}).get("__typename") == "RepositoryLocation"
-        for e in entries
-    )
-
-
-def wait_ready(
-    port: int,
-    timeout: float = 120.0,
-    host: str = "127.0.0.1",
-    proc: subprocess.Popen | None = None,
-) -> bool:
-    """Wait until the webserver on ``port`` serves the loaded code location (False on
-    timeout, or as soon as ``proc`` exits)."""
-    url = f"http://{host}:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            return False
-        if is_ready(url):
-            return True
-        time.sleep(0.5)
-    return False

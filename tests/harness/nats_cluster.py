@@ -18,7 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from telemetry_cli.nats_config import NodeSpec, node_config
-from telemetry_cli.services import free_port, nats_server_binary, stop_process, wait_port
+from telemetry_cli.ports import free_port, wait_port
+from telemetry_cli.services import nats_server_binary, stop_process
 
 
 class LocalCluster:

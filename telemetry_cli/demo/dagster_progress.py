@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from telemetry_assets.names import PARTITION_TAG
+
 MATERIALISED = """
 query { assetNodeOrError(assetKey: {path: ["rollup_15m"]}) {
   __typename ... on AssetNode { partitionStats { numMaterialized } } } }
@@ -50,29 +52,25 @@ class HistoryBackfill:
     @classmethod
     def launch(cls, url: str, start_ns: int, end_ns: int) -> HistoryBackfill:
         """Raises CliError when the webserver refuses it (the demo says so and goes on)."""
-        from telemetry_cli.backfill import (
-            LAUNCH,
+        from telemetry_cli.backfill.launch import (
             asset_grains,
             backfill_params,
             first_partition,
+            launch,
             partition_ranges,
         )
-        from telemetry_cli.errors import CliError
         from telemetry_core.timeutil import now_ns
         from telemetry_core.windows import WINDOW_15M_NS, parse_partition_key
 
         now = now_ns()
         ranges = partition_ranges(start_ns, min(end_ns, now), now, first_partition(url))
         params = backfill_params(ranges, list(asset_grains()), None, "telemetry demo: history")
-        result = _ask(url, LAUNCH, {"params": params})["launchPartitionBackfill"]
-        if result["__typename"] != "LaunchBackfillSuccess":
-            detail = result.get("message") or result["__typename"]
-            raise CliError(f"Dagster refused the history backfill: {detail.splitlines()[0]}")
+        backfill_id = launch(url, params, "history backfill")
         quarters = ranges["15m"]
         assert quarters is not None, "partition_ranges refuses a range without a 15-minute window"
         first, last = (parse_partition_key(k) for k in quarters)
         windows = (last - first) // WINDOW_15M_NS + 1
-        return cls(url, result["backfillId"], windows, quarters[1])
+        return cls(url, backfill_id, windows, quarters[1])
 
     @property
     def ui(self) -> str:
@@ -82,13 +80,14 @@ class HistoryBackfill:
         """(status, asset partitions targeted, materialised, failed); marks ``done``. The
         backfill's own counts move only at the daemon's next pass (up to 30 s after a run):
         the first materialised partition is asked of the asset itself."""
-        from telemetry_cli.backfill import DONE_BAD, DONE_OK, PROGRESS, all_done, summarize
+        from telemetry_cli.backfill.progress import DONE_BAD, DONE_OK, all_done, fetch, summarize
+        from telemetry_cli.dagster_graphql import ask
 
         if self.first_materialised is None:
-            node = _ask(self.url, MATERIALISED, {})["assetNodeOrError"]
+            node = ask(self.url, MATERIALISED)["assetNodeOrError"]
             if ((node.get("partitionStats") or {}).get("numMaterialized") or 0) > 0:
                 self.first_materialised = time.monotonic()
-        data = _ask(self.url, PROGRESS, {"id": self.backfill_id})["partitionBackfillOrError"]
+        data = fetch(self.url, self.backfill_id)
         if data["__typename"] != "PartitionBackfill":
             self.done = True
             return data["__typename"], 0, 0, 0
@@ -99,9 +98,10 @@ class HistoryBackfill:
     def run_newest_window(self) -> str:
         """One ``rollup_15m_job`` run of the newest window, as the schedule launches it (the
         follow sensor then runs its hour); returns the run id."""
+        from telemetry_cli.dagster_graphql import ask
         from telemetry_cli.errors import CliError
 
-        entries = _ask(self.url, LOCATIONS, {})["workspaceOrError"].get("locationEntries") or []
+        entries = ask(self.url, LOCATIONS)["workspaceOrError"].get("locationEntries") or []
         if not entries:
             raise CliError("the webserver has no code location")
         params = {
@@ -110,13 +110,11 @@ class HistoryBackfill:
                 "repositoryName": "__repository__",
                 "pipelineName": "rollup_15m_job",
             },
-            "executionMetadata": {
-                "tags": [{"key": "dagster/partition", "value": self.last_window}]
-            },
+            "executionMetadata": {"tags": [{"key": PARTITION_TAG, "value": self.last_window}]},
             "runConfigData": {},
             "mode": "default",
         }
-        result = _ask(self.url, LAUNCH_RUN, {"params": params})["launchPipelineExecution"]
+        result = ask(self.url, LAUNCH_RUN, {"params": params})["launchPipelineExecution"]
         if result["__typename"] != "LaunchRunSuccess":
             detail = (result.get("message") or result["__typename"]).splitlines()[0]
             raise CliError(f"Dagster refused the run of {self.last_window}: {detail}")
@@ -136,8 +134,8 @@ class DagsterProgress:
         self.next_poll = 0.0
 
     def step(self) -> None:
-        from telemetry_cli.backfill import DONE_OK
-        from telemetry_cli.dagster_local import is_ready
+        from telemetry_cli.backfill.progress import DONE_OK
+        from telemetry_cli.dagster_graphql import is_ready
         from telemetry_cli.errors import CliError
 
         if not self.ready:
@@ -186,15 +184,3 @@ class DagsterProgress:
             f"newest window {backfill.last_window} rolled up as the schedule does (checks per "
             f"partition): {self.url}/runs/{run_id}"
         )
-
-
-def _ask(url: str, query: str, variables: dict) -> dict:
-    """A GraphQL call whose failure is one line (CliError), not a traceback."""
-    from telemetry_cli.dagster_local import graphql
-    from telemetry_cli.errors import CliError
-
-    try:
-        return graphql(url, query, variables)
-    except (OSError, RuntimeError, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CliError(f"the Dagster webserver at {url}: {first}") from None

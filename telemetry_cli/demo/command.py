@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import re
 import signal
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
 from pathlib import Path
 
 from telemetry_core.store.urls import redact_url
@@ -64,59 +60,13 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _metric(text: str, name: str) -> float:
-    total = 0.0
-    for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M):
-        total += float(m.group(1))
-    return total
-
-
-class Console:
-    """Event lines (with the seconds since start) and a live status line, from several
-    threads: the receiver prints alerts while the main loop updates the count."""
-
-    def __init__(self, started: float) -> None:
-        self.started = started
-        self.tty = sys.stdout.isatty()
-        self._lock = threading.Lock()
-
-    def line(self, text: str) -> None:
-        with self._lock:
-            print(("\r" if self.tty else "") + text.ljust(78 if self.tty else 0), flush=True)
-
-    def event(self, text: str) -> None:
-        self.line(f"[{time.monotonic() - self.started:4.0f}s] {text}")
-
-    def status(self, text: str) -> None:
-        with self._lock:
-            print(text.ljust(78), end="\r" if self.tty else "\n", flush=True)
-
-
-def _mqtt_port() -> int:
-    """TELEMETRY_MQTT_PORT when set (a port in use is then a one-line error); otherwise 1883,
-    or, when another broker already holds 1883 (Mosquitto often does on IoT machines), any
-    free port, said in one line: the default must not stop the demo from starting."""
-    from telemetry_cli import demo_setup as setup
-    from telemetry_cli.errors import CliError
-
-    value = os.environ.get("TELEMETRY_MQTT_PORT")
-    if value is None or value == "":
-        if not setup.port_in_use(1883):
-            return 1883
-        port = setup.free_port()
-        print(f"MQTT port 1883 is taken by another program: using {port} "
-              "(set TELEMETRY_MQTT_PORT to choose)")  # fmt: skip
-        return port
-    if not value.isdigit():
-        raise CliError(f"TELEMETRY_MQTT_PORT must be a port number, got {value!r}")
-    return int(value)
-
-
 def run(args: argparse.Namespace) -> int:
-    from telemetry_cli import demo_setup as setup
+    from telemetry_cli.demo import prepare
+    from telemetry_cli.demo.receiver import Receiver
+    from telemetry_cli.demo.watch import ChildExited, Console, watch
     from telemetry_cli.errors import CliError
-    from telemetry_cli.receiver import Receiver
-    from telemetry_cli.services import free_port, start_nats, wait_port
+    from telemetry_cli.ports import free_port, wait_port
+    from telemetry_cli.services import start_nats
 
     if args.sites < 1 or args.devices < 1 or args.rate <= 0 or args.history_hours < 0:
         raise CliError("--sites and --devices must be >= 1, --rate > 0, --history-hours >= 0")
@@ -126,31 +76,31 @@ def run(args: argparse.Namespace) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     config = Path(os.environ.get("TELEMETRY_CONFIG") or state / "demo.toml")
     if not config.exists():
-        setup.write_config(config, state, args.history_hours, time.time_ns())
-    secret, key = setup.webhook_secret(dict(os.environ))
-    hook_port = setup.receiver_port(config)  # also: a broken config is one line, now
-    mqtt_port, api_port = _mqtt_port(), args.api_port or free_port()
+        prepare.write_config(config, state, args.history_hours, time.time_ns())
+    secret, key = prepare.webhook_secret(dict(os.environ))
+    hook_port = prepare.receiver_port(config)  # also: a broken config is one line, now
+    mqtt_port, api_port = prepare.mqtt_port(), args.api_port or free_port()
     ports = {
         "MQTT": (mqtt_port, "set TELEMETRY_MQTT_PORT to a free port"),
         "HTTP API": (api_port, "use --api-port, 0 for any free port"),
     }
     if hook_port:
-        ports["webhook receiver"] = (hook_port, f"change the {setup.RECEIVER} url in {config}")
+        ports["webhook receiver"] = (hook_port, f"change the {prepare.RECEIVER} url in {config}")
     if not args.no_dagster:
         ports["Dagster UI"] = (args.dagster_port, "use --dagster-port")
-    setup.check_ports(ports)
+    prepare.check_ports(ports)
     nats_port, http_port = free_port(), free_port()
     store_url = (
         args.store or os.environ.get("TELEMETRY_STORE_URL") or f"sqlite:///{state / 'telemetry.db'}"
     )
-    _check_store(store_url)
+    prepare.check_store(store_url)
     env = {
         **os.environ,
         "TELEMETRY_NATS_URL": f"nats://127.0.0.1:{nats_port}",
         "TELEMETRY_STORE_URL": store_url,
         "TELEMETRY_CONFIG": str(config),
         "TELEMETRY_HTTP_PORT": str(http_port),
-        setup.SECRET_ENV: secret,
+        prepare.SECRET_ENV: secret,
     }
     console = Console(started)
     procs: list[tuple[str, subprocess.Popen]] = []
@@ -182,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         history, seeded = None, ""
         if dagster is not None and args.history_hours > 0:
             t0 = time.monotonic()
-            points, h_start, h_end = setup.seed_history(
+            points, h_start, h_end = prepare.seed_history(
                 store_url, args.sites, args.devices, args.history_hours, time.time_ns()
             )
             history = (h_start, h_end)
@@ -201,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
             "--rate",
             str(args.rate),
         ]
-        sim += ["--spike-every", str(setup.SPIKE_EVERY_S)]
+        sim += ["--spike-every", str(prepare.SPIKE_EVERY_S)]
         procs.append(("simulator", _spawn(sim, env, logs / "simulate.log")))
         api = [sys.executable, "-m", "telemetry_cli", "api", "--port", str(api_port)]
         procs.append(("HTTP API", _spawn(api, env, logs / "api.log")))
@@ -209,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         if seeded:
             print(f"history     {seeded}", flush=True)
         print("Ctrl-C to stop.", flush=True)
-        _watch(console, http_port, procs, args, history, lambda: stopping)
+        watch(console, http_port, procs, args, history, lambda: stopping)
     except KeyboardInterrupt:
         pass
     except ChildExited as exc:
@@ -224,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _describe(env, state, config, http_port, api_port, mqtt_port, hook_port, args) -> None:
     """Where everything is: printed once, before the live status."""
-    from telemetry_cli import demo_setup as setup
+    from telemetry_cli.demo import prepare
 
     api = f"http://127.0.0.1:{api_port}"
     print(f"NATS        {env['TELEMETRY_NATS_URL']}  (JetStream in {state / 'nats'})")
@@ -241,7 +191,7 @@ def _describe(env, state, config, http_port, api_port, mqtt_port, hook_port, arg
     if hook_port:
         print(
             f"alerts      power_w above 5000 W -> webhook http://127.0.0.1:{hook_port}/hooks/"
-            f"telemetry (verified with ${setup.SECRET_ENV}, printed here) and "
+            f"telemetry (verified with ${prepare.SECRET_ENV}, printed here) and "
             f"{state / 'alerts.jsonl'}; `telemetry alerts` lists them"
         )
     if not args.no_dagster:
@@ -249,26 +199,10 @@ def _describe(env, state, config, http_port, api_port, mqtt_port, hook_port, arg
     print(f"logs        {state / 'logs'}", flush=True)
 
 
-def _check_store(url: str) -> None:
-    """Open the store once before anything starts: a wrong URL, an unreachable server or a
-    missing database is one line now, not a daemon that dies in the background."""
-    from telemetry_cli.errors import CliError
-    from telemetry_core.store import StoreError, StoreUnavailable, open_store
-
-    try:
-        open_store(url).close()
-    except (StoreError, StoreUnavailable) as exc:
-        raise CliError(f"store {redact_url(url)}: {exc}") from None
-
-
-class ChildExited(RuntimeError):
-    """A process of the demo stopped by itself."""
-
-
 def _stop_all(procs: list[tuple[str, subprocess.Popen]]) -> None:
     """Stop everything, newest first. A second Ctrl-C must not cut this short (that is
     what would leave processes behind), and every stop is bounded in time."""
-    from telemetry_cli.dagster_local import stop_dagster
+    from telemetry_cli.demo.dagster_dev import stop_dagster
     from telemetry_cli.services import stop_process
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -288,48 +222,9 @@ def _spawn(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Po
 def _start_dagster(state: Path, port: int, env, logs: Path) -> subprocess.Popen | None:
     import importlib.util
 
-    from telemetry_cli.dagster_local import start_dagster
+    from telemetry_cli.demo.dagster_dev import start_dagster
 
     if importlib.util.find_spec("dagster") is None:
         print("Dagster is not installed (pip install '.[dagster]'): ingest only", file=sys.stderr)
         return None
     return start_dagster(state / "dagster", port, env, log_path=logs / "dagster.log")
-
-
-def _watch(console: Console, http_port: int, procs, args, history, stopping) -> None:
-    from telemetry_cli.demo_dagster import DagsterProgress
-
-    started = time.monotonic()
-    dagster = (
-        None if args.no_dagster else DagsterProgress(console.event, args.dagster_port, history)
-    )
-    last: tuple[float, float] | None = None
-    shown = 0.0
-    while True:
-        now = time.monotonic()
-        with contextlib.suppress(OSError):
-            text = (
-                urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=2)
-                .read()
-                .decode()
-            )
-            stored = _metric(text, "telemetry_ingest_readings_stored_total")
-            dead = _metric(text, 'telemetry_ingest_messages_total{outcome="dead_lettered"}')
-            lag = _metric(text, "telemetry_ingest_consumer_lag")
-            rate = "-" if last is None else f"{(stored - last[1]) / max(now - last[0], 1e-9):,.0f}"
-            last = (now, stored)
-            # every second on a terminal; in a log, every 10 s is plenty
-            if console.tty or now - shown >= 10 or stopping():
-                shown = now
-                console.status(
-                    f"stored {stored:,.0f} readings ({rate}/s)  dead-lettered {dead:,.0f}  "
-                    f"lag {lag:,.0f}"
-                )
-        if stopping() or (args.duration is not None and now - started >= args.duration):
-            return
-        for name, proc in procs:
-            if proc.poll() is not None and name != "simulator":
-                raise ChildExited(f"{name} exited unexpectedly with {proc.returncode}")
-        if dagster is not None:
-            dagster.step()
-        time.sleep(1)

@@ -1,0 +1,1 @@
+"""Process harnesses only tests and benchmarks start: a local NATS cluster, an influxd."""
