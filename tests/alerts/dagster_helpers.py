@@ -10,14 +10,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from telemetry_assets.names import RANGE_END_TAG, RANGE_START_TAG
 from telemetry_core.config import Config, load_config
 from telemetry_core.windows import WINDOW_15M_NS, partition_key, window_start
 
 S = 1_000_000_000
 W = WINDOW_15M_NS
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 RULES = """
 [fields]
