@@ -38,12 +38,14 @@ from telemetry_core.store.base import (
     RAW_SCHEMA,
     LateWindow,
     Point,
+    StoreRefused,
     WriteResult,
 )
 from telemetry_core.store.postgres.connection import sql_filters, to_frame
 from telemetry_core.store.postgres.retention import PostgresRetention
 from telemetry_core.store.postgres.rollups import PostgresRollups
-from telemetry_core.store.postgres.schema import STAGE
+from telemetry_core.store.postgres.schema import INT64_MAX, INT64_MIN, STAGE
+from telemetry_core.store.urls import redact_url
 from telemetry_core.windows import DAY_NS, WINDOW_15M_NS
 
 if TYPE_CHECKING:
@@ -116,6 +118,11 @@ class PostgresStore(PostgresRollups, PostgresRetention):
             wk = (t - t % WINDOW_15M_NS, s)
             counts[wk] = counts.get(wk, 0) + 1
             days.add(t // DAY_NS)
+        if not all(INT64_MIN <= p[4] <= INT64_MAX for p in points):
+            raise StoreRefused(  # before any partition is made for a day it cannot hold
+                f"postgresql {redact_url(self.url)} refused the data: a time outside the "
+                "int64 nanoseconds PostgreSQL stores (1677-09-21 to 2262-04-11)"
+            )
         stream_seqs = repeat(0) if seqs is None else seqs
 
         def txn(conn: psycopg.Connection[Any]) -> tuple[tuple[int, str], ...]:
