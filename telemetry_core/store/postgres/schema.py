@@ -12,7 +12,7 @@ Why this layout (the way plain-PostgreSQL time-series schemas are built):
   deleting millions of rows (no bloat, no vacuum debt).
 * A BRIN index on ``time`` (``time_brin``) serves window scans inside a partition: rows
   arrive roughly in time order, so block ranges summarise well; it is a few dozen kB per
-  day where a btree on time would be as large as the primary key (figures in
+  day where a btree on time is about half the primary key's size (figures in
   ``telemetry_core.store.postgres``'s docstring). ``autosummarize`` keeps new ranges
   summarised without waiting for a vacuum.
 * Text columns are ``COLLATE "C"``: byte order, so rows sort as on every other backend
