@@ -186,3 +186,32 @@ def test_postgres_scheme_and_libpq_environment(postgres_url, monkeypatch):
         assert store.read_points(T0, T0 + W).height == 1
     finally:
         store.close()
+
+
+def test_windows_before_1970_use_floor_buckets(store):
+    """Times before the epoch (negative ns) land in the window that starts at or before
+    them, as polars' maths does: the day partition of 1969-12-31 included."""
+    points = [(*KEY, -1, 1.0), (*KEY, -W, 2.0), (*KEY, -W - 1, 3.0), (*KEY, 0, 4.0)]
+    store.write_points(points)
+    agg = store.aggregate_raw(-2 * W, W, W)
+    assert agg.select("window_start", "count", "first", "last").rows() == [
+        (-2 * W, 1, 3.0, 3.0),
+        (-W, 2, 2.0, 1.0),
+        (0, 1, 4.0, 4.0),
+    ]
+    assert store.retention_counts(None, -2 * W, W) == {-2 * W: 1, -W: 2, 0: 1}
+    assert store.read_points(-W, 0)["time"].to_list() == [-W, -1]
+
+
+def test_a_read_only_server_is_an_outage(postgres_url):
+    database = urlsplit(postgres_url).path.lstrip("/")
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+    store = open_store(postgres_url)
+    try:
+        with pytest.raises(StoreUnavailable, match="read-only"):
+            store.ping()
+        with pytest.raises(StoreUnavailable, match="read-only"):
+            store.write_points([(*KEY, T0 + 1, 1.0)])
+    finally:
+        store.close()

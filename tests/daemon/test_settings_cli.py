@@ -58,7 +58,7 @@ def test_secrets_are_redacted():
     [
         (("ingest", "--check"), {"TELEMETRY_BATCH_SIZE": "x"}, "is not an integer"),
         (("ingest", "--check", "--config", "/nope.toml"), None, "does not exist"),
-        (("ingest", "--check", "--store-url", "postgres://x"), None, "unsupported store URL"),
+        (("ingest", "--check", "--store-url", "mysql://x"), None, "unsupported store URL"),
         (
             ("query", "--measurement", "e;drop", "--field", "f", "--start", "-1h"),
             None,

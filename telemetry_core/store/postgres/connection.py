@@ -130,6 +130,8 @@ class PostgresBase:
         self._series.clear()  # ids handed out in a rolled-back transaction are gone
         where = redact_url(self.url)
         reason = self._scrub(str(exc).strip())
+        if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):  # a standby, mid-failover
+            return StoreUnavailable(f"postgresql {where}: {reason}")
         if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
             if isinstance(exc, psycopg.InterfaceError) and self._conn is not None:
                 return None  # misuse of a healthy connection: a bug
