@@ -215,3 +215,15 @@ def test_a_read_only_server_is_an_outage(postgres_url):
             store.write_points([(*KEY, T0 + 1, 1.0)])
     finally:
         store.close()
+
+
+def test_a_writer_whose_partition_was_dropped_by_another_process_recreates_it(store, postgres_url):
+    store.write_points([(*KEY, T0 + 1, 1.0)])  # this store now knows day 0 exists
+    other = open_store(postgres_url)
+    try:
+        assert other.retention_delete(None, {T0: 1}) == {T0: 1}
+    finally:
+        other.close()
+    assert partition_name(DAY) not in _tables(postgres_url)
+    store.write_points([(*KEY, T0 + 2, 2.0)])  # "no partition for the row": asks again
+    assert store.read_points(T0, T0 + W)["value"].to_list() == [2.0]

@@ -292,6 +292,14 @@ class PostgresStore(PostgresRollups, PostgresRetention):
         sites = [site for _, site in windows]
 
         def txn(conn: psycopg.Connection[Any]) -> int:
+            # rows locked in key order first, as writers marking windows lock them: a
+            # clear racing a daemon's marks waits, never deadlocks
+            conn.execute(
+                "SELECT 1 FROM late_windows w JOIN unnest(%s::bigint[], %s::text[]) AS x(ws, site) "
+                "ON w.window_start = x.ws AND w.site_id = x.site "
+                "ORDER BY w.window_start, w.site_id FOR UPDATE OF w",
+                (starts, sites),
+            )
             cur = conn.execute(
                 "DELETE FROM late_windows w USING unnest(%s::bigint[], %s::text[]) AS x(ws, site) "
                 "WHERE w.window_start = x.ws AND w.site_id = x.site AND w.last_marked_at <= %s",

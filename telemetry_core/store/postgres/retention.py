@@ -11,7 +11,9 @@ Locks, and why no deadlock: dropping a partition needs ``raw`` exclusively for a
 so that path locks ``ONLY raw`` first (every writer and reader goes through ``raw`` before
 its partitions: the same order), counts again under the lock and drops. A window delete
 locks just its partition against writers (``SHARE ROW EXCLUSIVE``) while it counts and
-deletes. Both give up after ``lock_timeout`` (an outage: the next run retries)."""
+deletes. A drop that cannot have ``raw`` within ``DROP_LOCK_TIMEOUT`` deletes the rows
+instead; a window delete gives up after the session's ``lock_timeout`` (an outage: the
+next run retries)."""
 
 from __future__ import annotations
 
@@ -20,10 +22,12 @@ from typing import Any
 
 import psycopg
 
-from telemetry_core.store.base import check_level, level_width
+from telemetry_core.store.base import StoreUnavailable, check_level, level_width
 from telemetry_core.store.postgres.connection import PostgresBase
 from telemetry_core.store.postgres.schema import partition_name
 from telemetry_core.windows import DAY_NS, WINDOW_15M_NS
+
+DROP_LOCK_TIMEOUT = "2s"
 
 
 def _bucket(col: str) -> str:
@@ -106,13 +110,18 @@ class PostgresRetention(PostgresBase):
             return None  # other windows, or other counts: window by window instead
 
         def txn(conn: psycopg.Connection[Any]) -> dict[int, int] | None:
+            # while this waits, writers queue behind it: wait briefly, else delete rows
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (DROP_LOCK_TIMEOUT,))
             conn.execute("LOCK TABLE ONLY raw IN ACCESS EXCLUSIVE MODE")
             if self._day_counts(conn, name) != windows:
                 return None  # written since the check above
             conn.execute(f"DROP TABLE {name}")
             return dict(windows)
 
-        dropped = self._write_txn(txn)
+        try:
+            dropped = self._write_txn(txn)
+        except StoreUnavailable:
+            return None  # busy (or gone: the window deletes will say so)
         if dropped is not None:
             self.partitions.forget(day)
         return dropped

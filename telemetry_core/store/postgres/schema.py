@@ -40,6 +40,7 @@ SCHEMA_LOCK = 0x7E1E_0001  # pg_advisory_xact_lock keys: schema set-up, partitio
 PARTITION_LOCK = 0x7E1E_0002
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 KEY = 'text COLLATE "C" NOT NULL'
+DDL_LOCK_TIMEOUT = "2s"  # creating a partition: longer waits fail (the writer retries)
 
 SCHEMA = [
     f"""CREATE TABLE IF NOT EXISTS series (
@@ -163,6 +164,8 @@ class Partitions:
             return
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
+            # readers and writers queue behind the exclusive lock while it waits: briefly
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (DDL_LOCK_TIMEOUT,))
             for day in missing:
                 lo, hi = day * DAY_NS, (day + 1) * DAY_NS
                 # names and bounds are computed from an int here, never user text
