@@ -1,8 +1,8 @@
 """The PostgreSQL store (``postgresql://user[:password]@host[:port]/<database>``, also
 ``postgres://``): the production store, any number of daemons writing at once.
 
-``raw.py`` raw points and late marks (the store class), ``rollups.py`` the rollup tables,
-``retention.py`` retention's primitives, ``connection.py`` the connection, its
+``raw.py`` raw points (the store class), ``late.py`` late windows, ``rollups.py`` the
+rollup tables, ``retention.py`` retention's primitives, ``connection.py`` the connection, its
 transaction and error translation, ``schema.py`` the layout and raw's day partitions.
 
 Stream order is kept by the database: the merge only replaces a stored point with one

@@ -1,5 +1,5 @@
-"""Raw points and late marks on PostgreSQL: the store itself (rollups and retention are
-its parts in ``rollups.py`` and ``retention.py``).
+"""Raw points on PostgreSQL: the store itself (late marks, rollups and retention are its
+parts in ``late.py``, ``rollups.py`` and ``retention.py``).
 
 How a batch is written, in one transaction:
 
@@ -12,7 +12,7 @@ How a batch is written, in one transaction:
    keeps one row per identity (the highest sequence, on a tie the later point of the
    call; without it a key twice in one batch fails the statement), and the ``ORDER BY``
    takes row locks in key order in every writer, so two daemons never deadlock;
-4. the windows that came late are marked, in the same commit.
+4. the windows that came late are marked (``late.py``), in the same commit.
 
 The upsert condition is the stream order of the contract: a point replaces the stored one
 when its sequence is not lower. An equal sequence replaces too (writes from outside the
@@ -23,7 +23,6 @@ case after a daemon restart, then updates nothing and leaves no dead tuple behin
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
@@ -32,16 +31,15 @@ import psycopg
 
 from telemetry_core.identifiers import check_series_key
 from telemetry_core.store.base import (
-    ALL,
     KEY_COLUMNS,
     PARTIAL_SCHEMA,
     RAW_SCHEMA,
-    LateWindow,
     Point,
     StoreRefused,
     WriteResult,
 )
 from telemetry_core.store.postgres.connection import sql_filters, to_frame
+from telemetry_core.store.postgres.late import PostgresLate
 from telemetry_core.store.postgres.retention import PostgresRetention
 from telemetry_core.store.postgres.rollups import PostgresRollups
 from telemetry_core.store.postgres.schema import INT64_MAX, INT64_MIN, STAGE
@@ -69,18 +67,13 @@ _SERIES_IDS = """
     SELECT s.id, s.measurement, s.site_id, s.device_id, s.field FROM series s
     JOIN unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS k(m, si, d, f)
       ON s.measurement = k.m AND s.site_id = k.si AND s.device_id = k.d AND s.field = k.f"""
-_MARK_LATE = """
-    INSERT INTO late_windows AS w
-    SELECT ws, site, n, %s, %s FROM unnest(%s::bigint[], %s::text[], %s::bigint[]) AS x(ws, site, n)
-    ON CONFLICT (window_start, site_id) DO UPDATE
-    SET points = w.points + excluded.points, last_marked_at = excluded.last_marked_at"""
 
 
 def _columns(keys: Sequence[SeriesKey]) -> list[list[str]]:
     return [list(col) for col in zip(*keys, strict=True)] if keys else [[], [], [], []]
 
 
-class PostgresStore(PostgresRollups, PostgresRetention):
+class PostgresStore(PostgresLate, PostgresRollups, PostgresRetention):
     """The store: raw points and late marks here; rollups and retention in their parts."""
 
     _staged_conn: object = None  # the connection whose session has the staging table
@@ -156,35 +149,6 @@ class PostgresStore(PostgresRollups, PostgresRetention):
                     if attempt == 2:
                         raise
         raise AssertionError("unreachable")
-
-    def _late(
-        self, conn: psycopg.Connection[Any], counts: dict[tuple[int, str], int], cutoff: int | None
-    ) -> tuple[tuple[int, str], ...]:
-        """Windows of this batch that end at or before ``cutoff`` or were already rolled
-        up (for their site or for all sites), marked late: points add up per window."""
-        starts = sorted({ws for ws, _ in counts})
-        done = {
-            (int(ws), site)
-            for ws, site in conn.execute(
-                "SELECT window_start, site_id FROM rolled_up "
-                "WHERE level = '15m' AND window_start = ANY(%s)",
-                (starts,),
-            ).fetchall()
-        }
-        late = sorted(
-            wk
-            for wk in counts
-            if (cutoff is not None and wk[0] + WINDOW_15M_NS <= cutoff)
-            or (wk[0], ALL) in done
-            or wk in done
-        )
-        if late:
-            now = time.time_ns()
-            conn.execute(
-                _MARK_LATE,
-                (now, now, [ws for ws, _ in late], [s for _, s in late], [counts[k] for k in late]),
-            )
-        return tuple(late)
 
     def read_points(
         self,
@@ -273,38 +237,3 @@ class PostgresStore(PostgresRollups, PostgresRetention):
             ORDER BY agg.ws, s.measurement, s.site_id, s.device_id, s.field"""
         rows = self._run(lambda conn: conn.execute(sql, args).fetchall())
         return to_frame(rows, PARTIAL_SCHEMA)
-
-    # -- late windows ----------------------------------------------------------------
-    def late_windows(self, limit: int = 100) -> list[LateWindow]:
-        rows = self._run(
-            lambda conn: conn.execute(
-                "SELECT window_start, site_id, points, last_marked_at FROM late_windows "
-                "ORDER BY window_start DESC, site_id LIMIT %s",
-                (int(limit),),
-            ).fetchall()
-        )
-        return [LateWindow(int(ws), site, int(n), int(at)) for ws, site, n, at in rows]
-
-    def clear_late_windows(self, windows: Sequence[tuple[int, str]], marked_up_to_ns: int) -> int:
-        if not windows:
-            return 0
-        starts = [int(ws) for ws, _ in windows]
-        sites = [site for _, site in windows]
-
-        def txn(conn: psycopg.Connection[Any]) -> int:
-            # rows locked in key order first, as writers marking windows lock them: a
-            # clear racing a daemon's marks waits, never deadlocks
-            conn.execute(
-                "SELECT 1 FROM late_windows w JOIN unnest(%s::bigint[], %s::text[]) AS x(ws, site) "
-                "ON w.window_start = x.ws AND w.site_id = x.site "
-                "ORDER BY w.window_start, w.site_id FOR UPDATE OF w",
-                (starts, sites),
-            )
-            cur = conn.execute(
-                "DELETE FROM late_windows w USING unnest(%s::bigint[], %s::text[]) AS x(ws, site) "
-                "WHERE w.window_start = x.ws AND w.site_id = x.site AND w.last_marked_at <= %s",
-                (starts, sites, int(marked_up_to_ns)),
-            )
-            return cur.rowcount
-
-        return self._write_txn(txn)
