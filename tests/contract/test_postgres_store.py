@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from telemetry_core.store import StoreRefused, StoreUnavailable, open_store
+from telemetry_core.store import StoreError, StoreRefused, StoreUnavailable, open_store
 from telemetry_core.store.postgres.schema import partition_name
 from telemetry_core.windows import DAY_NS, WINDOW_15M_NS
 
@@ -172,6 +172,20 @@ def test_the_password_never_shows(postgres_url):
     with pytest.raises(StoreUnavailable) as info:
         down.ping()
     assert secret not in str(info.value) and secret not in repr(down)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://u:s3cr3t-Pw@[::1/db",  # libpq quotes the whole URL back
+        "postgresql://u:s3cr%zz@h/db",  # ... or the token it could not decode
+        "postgresql://u:s3cr3t-Pw@h/db?nope=1",
+    ],
+)
+def test_a_bad_url_is_a_store_error_without_the_password(url):
+    with pytest.raises(StoreError) as info:
+        open_store(url)
+    assert "s3cr" not in str(info.value) and "***" in str(info.value)
 
 
 def test_postgres_scheme_and_libpq_environment(postgres_url, monkeypatch):

@@ -52,7 +52,12 @@ def libpq_url(url: str) -> str:
     try:
         conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError as exc:
-        raise StoreError(f"bad PostgreSQL URL {redact_url(url)!r}: {exc}") from None
+        # libpq quotes the part it could not read, which may be the password itself
+        password = rest.split("@", 1)[0].partition(":")[2] if "@" in rest else ""
+        reason = str(exc).strip().replace(conninfo, redact_url(conninfo))
+        if password:
+            reason = reason.replace(password, "***")
+        raise StoreError(f"bad PostgreSQL URL {redact_url(url)!r}: {reason}") from None
     return conninfo
 
 
