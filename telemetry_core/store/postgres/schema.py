@@ -10,7 +10,7 @@ Why this layout (the way plain-PostgreSQL time-series schemas are built):
   declaratively range-partitioned by time, one partition per UTC day: a window read
   touches only its day's partition (pruning), and retention drops whole days instead of
   deleting millions of rows (no bloat, no vacuum debt).
-* A BRIN index on ``time`` (``time_brin``) serves window scans inside a partition: rows
+* A BRIN index on ``time`` (``raw_time_brin``) serves window scans inside a partition: rows
   arrive roughly in time order, so block ranges summarise well; it is a few dozen kB per
   day where a btree on time is about half the primary key's size (figures in
   ``telemetry_core.store.postgres``'s docstring). ``autosummarize`` keeps new ranges
