@@ -241,3 +241,33 @@ def test_a_writer_whose_partition_was_dropped_by_another_process_recreates_it(st
     assert partition_name(DAY) not in _tables(postgres_url)
     store.write_points([(*KEY, T0 + 2, 2.0)])  # "no partition for the row": asks again
     assert store.read_points(T0, T0 + W)["value"].to_list() == [2.0]
+
+
+def test_a_long_reader_delays_only_the_day_ahead(postgres_url):
+    """A reader holding ``raw`` blocks partition creation. A write into an existing day
+    goes on without the day ahead (tried again later); a write into a day without a
+    partition is an outage until the reader is done."""
+    setup = open_store(postgres_url)
+    setup.write_points([(*KEY, T0 - DAY_NS, 1.0)])  # the schema
+    setup.close()
+    d10 = DAY + 10
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE TABLE {partition_name(d10)} PARTITION OF raw "
+            f"FOR VALUES FROM ({d10 * DAY_NS}) TO ({(d10 + 1) * DAY_NS})"
+        )
+    store = open_store(postgres_url)
+    reader = psycopg.connect(postgres_url)
+    try:
+        reader.execute("SELECT count(*) FROM raw").fetchone()  # holds its lock until commit
+        store.write_points([(*KEY, d10 * DAY_NS + 1, 1.0)])
+        assert partition_name(d10 + 1) not in _tables(postgres_url)
+        with pytest.raises(StoreUnavailable, match="lock timeout"):
+            store.write_points([(*KEY, (DAY + 20) * DAY_NS + 1, 2.0)])
+        reader.commit()
+        store.write_points([(*KEY, (DAY + 20) * DAY_NS + 1, 2.0)])
+        assert {partition_name(DAY + 20), partition_name(DAY + 21)} <= _tables(postgres_url)
+        assert store.read_points(d10 * DAY_NS, (DAY + 21) * DAY_NS).height == 2
+    finally:
+        reader.close()
+        store.close()

@@ -28,6 +28,7 @@ scoped advisory lock the second opener waits, then finds everything in place.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -41,6 +42,7 @@ PARTITION_LOCK = 0x7E1E_0002
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 KEY = 'text COLLATE "C" NOT NULL'
 DDL_LOCK_TIMEOUT = "2s"  # creating a partition: longer waits fail (the writer retries)
+AHEAD_RETRY_S = 60.0  # a day ahead that could not be created is tried again this much later
 
 SCHEMA = [
     f"""CREATE TABLE IF NOT EXISTS series (
@@ -126,6 +128,7 @@ class Partitions:
 
     def __init__(self) -> None:
         self.known: set[int] = set()
+        self._ahead_retry_at = 0.0  # monotonic time of the next try at the day ahead
 
     def forget(self, day: int | None = None) -> None:
         if day is None:
@@ -144,33 +147,48 @@ class Partitions:
         return days
 
     def ensure(self, conn: psycopg.Connection[Any], days: Iterable[int]) -> None:
-        """Every day in ``days`` has its partition, and so does the day after the last
-        (created ahead: a partition is created while nobody writes into it yet).
+        """Every day in ``days`` has its partition, and so, if it can be had without
+        waiting, does the day after the last (created ahead: while nobody writes there).
 
-        Creating a partition locks ``raw`` exclusively for an instant, so it runs in its
-        own short transaction before the write, never inside it: a writer holding row
-        locks on ``raw`` while waiting for that lock could deadlock with another doing the
-        same. Two writers creating the same day serialise on an advisory lock; the second
-        then finds the table there."""
+        Creating a partition locks ``raw`` exclusively (a running reader blocks it), so it
+        runs in its own short transaction before the write, never inside it: a writer
+        holding row locks on ``raw`` while waiting for that lock could deadlock with
+        another doing the same. Two writers creating the same day serialise on an advisory
+        lock; the second then finds the table there. A day the batch needs that cannot be
+        created within ``DDL_LOCK_TIMEOUT`` fails the write (an outage: retried); the day
+        ahead is only tried again a minute later, and the write goes on."""
         wanted = set(days)
         if not wanted:
             return
-        if (max(wanted) + 1) * DAY_NS <= INT64_MAX:  # no day starts past the last ns
-            wanted.add(max(wanted) + 1)
-        if wanted <= self.known:
+        ahead = max(wanted) + 1
+        needed = wanted - self.known
+        try_ahead = (
+            ahead not in self.known
+            and ahead * DAY_NS <= INT64_MAX  # no day starts past the last ns
+            and time.monotonic() >= self._ahead_retry_at
+        )
+        if not needed and not try_ahead:
             return
-        missing = sorted(wanted - set(self.existing(conn)))
-        if not missing:
-            return
+        present = set(self.existing(conn))
+        if needed - present:  # the day ahead with them when it is due: one lock for both
+            extra = {ahead} if ahead * DAY_NS <= INT64_MAX and ahead not in present else set()
+            self._create(conn, sorted((needed - present) | extra))
+        elif try_ahead and ahead not in present:
+            try:
+                self._create(conn, [ahead])
+            except psycopg.errors.LockNotAvailable:
+                self._ahead_retry_at = time.monotonic() + AHEAD_RETRY_S
+
+    def _create(self, conn: psycopg.Connection[Any], days: list[int]) -> None:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
             # readers and writers queue behind the exclusive lock while it waits: briefly
             conn.execute("SELECT set_config('lock_timeout', %s, true)", (DDL_LOCK_TIMEOUT,))
-            for day in missing:
+            for day in days:
                 lo, hi = day * DAY_NS, (day + 1) * DAY_NS
                 # names and bounds are computed from an int here, never user text
                 conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {partition_name(day)} PARTITION OF raw "
                     f"FOR VALUES FROM ({_bound(lo)}) TO ({_bound(hi)})"
                 )
-        self.known.update(missing)
+        self.known.update(days)
