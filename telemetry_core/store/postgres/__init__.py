@@ -24,7 +24,10 @@ of 10,000; ranges over three runs):
   roughly in time order; ``autosummarize`` keeps its summaries current.
 * Partitions: one per UTC day, created by the writer for each day it writes plus the
   next day (ahead: the partition exists before anyone writes into it), in a short
-  transaction of its own under an advisory lock, never inside the write. Retention drops
+  transaction of its own under an advisory lock, never inside the write. Creating one
+  waits for every reader of ``raw`` (measured: a reader's open transaction blocks it),
+  so creation gives up after 2 s: the write is then an outage if it needs that day, and
+  goes on if only the day ahead was missing (tried again a minute later). Retention drops
   a day's table when every row in it is being deleted.
 * Upsert condition: ``excluded.seq > raw.seq OR (excluded.seq = raw.seq AND the value
   differs bit for bit)``. An exact redelivery of 100,000 points wrote 0 rows (counted by

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 CONNECT_TIMEOUT_S = 5  # an unreachable server answers StoreUnavailable after this long
+APPLICATION_NAME = "telemetry-store"  # how an operator finds these sessions in pg_stat_activity
 LOCK_TIMEOUT = "10s"  # a lock wait longer than this is an outage: the caller retries
 
 
@@ -106,10 +107,10 @@ class PostgresBase:
         if conn is not None and not conn.closed:
             return conn
         self._conn = None
-        options: dict[str, Any] = {"autocommit": True, "application_name": "telemetry-store"}
-        if "connect_timeout" not in conninfo_to_dict(self._conninfo):
-            options["connect_timeout"] = CONNECT_TIMEOUT_S
-        conn = psycopg.connect(self._conninfo, **options)
+        given = conninfo_to_dict(self._conninfo)  # what the URL sets wins over our defaults
+        defaults = {"application_name": APPLICATION_NAME, "connect_timeout": CONNECT_TIMEOUT_S}
+        options: dict[str, Any] = {k: v for k, v in defaults.items() if k not in given}
+        conn = psycopg.connect(self._conninfo, autocommit=True, **options)
         try:
             prepare_session(conn, LOCK_TIMEOUT)
             if not self._schema_ready:
