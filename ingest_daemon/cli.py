@@ -31,7 +31,8 @@ FLAG_SETTINGS = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nats-url", help="NATS server URL(s), comma-separated")
     p.add_argument(
-        "--store-url", help="sqlite:///path.db, influxdb://host:8086/db, influxdb2://..."
+        "--store-url",
+        help="sqlite:///path.db, postgresql://user@host:5432/db, influxdb://host:8086/db, ...",
     )
     p.add_argument("--config", dest="config_path", help="TOML config file")
     p.add_argument("--durable", help="durable consumer name shared by all daemons")

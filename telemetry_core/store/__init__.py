@@ -58,7 +58,13 @@ def open_store(url: str | None = None) -> Store:
             raise StoreError("sqlite store URL needs a file path: sqlite:///path/telemetry.db")
         return SqliteStore(path)
     if backend == "postgresql":
-        raise StoreError("the postgresql:// store is not built yet")
+        try:
+            from telemetry_core.store.postgres import PostgresStore
+        except ImportError:
+            raise StoreError(
+                "the postgresql:// store needs psycopg 3 (pip install 'psycopg[binary]')"
+            ) from None
+        return PostgresStore(url)
     try:
         from telemetry_core.store import influx
     except ImportError:

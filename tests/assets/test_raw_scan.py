@@ -1,17 +1,24 @@
-"""SqliteStore.scan_points (the raw reconciliation check's read): the same points as
-read_points, in any order, with rewrites resolved and the range half-open."""
+"""scan_points (the raw reconciliation check's read) on SQLite and PostgreSQL: the same
+points as read_points, in any order, with rewrites resolved and the range half-open."""
 
 from __future__ import annotations
 
-from telemetry_core.store.sqlite import SqliteStore
+import pytest
+
+from telemetry_core.store import open_store
 from tests.assets.rollup_helpers import fleet_points, ns
 
 START = ns("2026-11-20T06:00:00Z")
 ORDER = ["time", "measurement", "site_id", "device_id", "field"]
 
 
-def test_scan_points_equals_read_points(tmp_path):
-    store = SqliteStore(str(tmp_path / "t.db"))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    return sqlite_url if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+def test_scan_points_equals_read_points(store_url):
+    store = open_store(store_url)
     points = fleet_points(START, 2)
     store.write_points(points)
     rewrite = [(*points[3][:5], 9999.5)]  # a later write of one identity replaces its value

@@ -5,6 +5,8 @@
   free loopback ports with every directory in a temporary dir; each test gets its own
   database. Absent binary: ``need_service`` (skip, or fail under
   ``TELEMETRY_REQUIRE_SERVICES=1``).
+* ``postgresql`` -- a fresh database per test on the machine's PostgreSQL
+  (``postgres_url``, tests/pg.py); its outage store points at a closed port.
 * ``influxdb2`` -- only when ``TELEMETRY_INFLUXDB2_URL`` (``http://host:8086?org=<org>``)
   and ``INFLUXDB_TOKEN`` point at a real 2.x server; each test gets its own bucket.
   Otherwise a plain skip whose reason names the exemption: this is the one skip that
@@ -175,7 +177,14 @@ def _influxdb2(monkeypatch: pytest.MonkeyPatch, token: str | None) -> Iterator[B
             client.buckets_api().delete_bucket(found)
 
 
-@pytest.fixture(params=["sqlite", "influxdb", "influxdb2"])
+def _postgresql(url: str) -> Iterator[Backend]:
+    store = open_store(url)
+    closed = f"postgresql://postgres@127.0.0.1:{free_port()}/telemetry"
+    yield Backend("postgresql", store, lambda: _url_outage(closed), lambda: open_store(url))
+    store.close()
+
+
+@pytest.fixture(params=["sqlite", "influxdb", "influxdb2", "postgresql"])
 def backend(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Backend]:
@@ -185,5 +194,7 @@ def backend(
         yield from _sqlite(tmp_path)
     elif request.param == "influxdb":
         yield from _influxdb(request.getfixturevalue("influx_server"))
+    elif request.param == "postgresql":
+        yield from _postgresql(request.getfixturevalue("postgres_url"))
     else:
         yield from _influxdb2(monkeypatch, token)

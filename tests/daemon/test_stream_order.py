@@ -1,6 +1,8 @@
 """Last write wins in stream order, whatever order messages are delivered or committed in.
 
-Real nats-server, real daemon processes, one SQLite file. Expectations are computed from
+Real nats-server, real daemon processes, one store: a SQLite file, or a PostgreSQL
+database (where the database itself keeps stream order: any number of daemons may write).
+Expectations are computed from
 what was published, in publish order (one connection publishing with acks: the stream
 order is the publish order, which the acks' sequences confirm), never from the store.
 """
@@ -75,6 +77,14 @@ def rewrite_plan(
     return plan
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    """Every test runs on each store the daemons may share."""
+    if request.param == "sqlite":
+        return sqlite_url
+    return request.getfixturevalue("postgres_url")
+
+
 def publish_checked(url: str, plan: Plan) -> None:
     acks = asyncio.run(publish_all(url, plan.messages))
     assert [bool(a.duplicate) for a in acks] == plan.duplicate, "dedup window as modelled"
@@ -108,7 +118,7 @@ def all_acked(url: str) -> bool:
     return state["pending"] == 0 and state["ack_pending"] == 0
 
 
-def test_redelivered_older_message_leaves_the_newer_value(nats_server, daemons, sqlite_url):
+def test_redelivered_older_message_leaves_the_newer_value(nats_server, daemons, store_url):
     """A daemon is killed holding the older message unacknowledged; another commits the
     rewrite; JetStream redelivers the older message after ``ack_wait``: the rewrite stays."""
     asyncio.run(create_consumer(nats_server.url, ack_wait_s=20))
@@ -117,7 +127,9 @@ def test_redelivered_older_message_leaves_the_newer_value(nats_server, daemons, 
     plan.add("iot.energy.site-a.meter-1", ts, 1.0, "older")
     plan.add("iot.energy.site-a.meter-1", ts, 2.0, "newer")
     # A batch that waits ten minutes: the first daemon holds whatever it receives.
-    holder = daemons(TELEMETRY_BATCH_MAX_DELAY_MS="600000", TELEMETRY_BATCH_SIZE="100000")
+    holder = daemons(
+        store_url=store_url, TELEMETRY_BATCH_MAX_DELAY_MS="600000", TELEMETRY_BATCH_SIZE="100000"
+    )
     holder.start()
     older, newer = plan.messages
     acks = asyncio.run(publish_all(nats_server.url, [older]))
@@ -126,7 +138,7 @@ def test_redelivered_older_message_leaves_the_newer_value(nats_server, daemons, 
     acks += asyncio.run(publish_all(nats_server.url, [newer]))
     assert acks[0].seq < acks[1].seq
 
-    second = daemons().start()
+    second = daemons(store_url=store_url).start()
     wait_until(
         lambda: second.metric("telemetry_ingest_messages_total", outcome="stored") >= 1,
         30,
@@ -135,7 +147,7 @@ def test_redelivered_older_message_leaves_the_newer_value(nats_server, daemons, 
     assert second.metric("telemetry_ingest_redelivered_total") == 0, (
         "precondition: the rewrite must commit before the older message comes back"
     )
-    assert stored(sqlite_url) == plan.expected
+    assert stored(store_url) == plan.expected
     wait_until(
         lambda: (
             second.metric("telemetry_ingest_redelivered_total") >= 1
@@ -145,28 +157,28 @@ def test_redelivered_older_message_leaves_the_newer_value(nats_server, daemons, 
         "the older message redelivered after ack_wait and finished",
     )
     wait_until(lambda: all_acked(nats_server.url), 30, "everything acknowledged")
-    assert stored(sqlite_url) == plan.expected  # ts -> 2.0 and 0.002, not 1.0
+    assert stored(store_url) == plan.expected  # ts -> 2.0 and 0.002, not 1.0
     assert second.stop() == 0, second.log()
 
 
 def test_two_daemons_interleaving_rewrites_end_with_the_streams_last_values(
-    nats_server, daemons, sqlite_url
+    nats_server, daemons, store_url
 ):
     """Every 100th message rewrites the identity of the message two before it; two daemons
     on one durable commit batches in any order."""
     plan = rewrite_plan(30_000, "two", rewrites=((100, 0, 2),))
     assert len(plan.rewrites) == 2 * 299  # two fields each
-    a = daemons(TELEMETRY_BATCH_SIZE="200").start()
-    b = daemons(TELEMETRY_BATCH_SIZE="200").start()
+    a = daemons(store_url=store_url, TELEMETRY_BATCH_SIZE="200").start()
+    b = daemons(store_url=store_url, TELEMETRY_BATCH_SIZE="200").start()
     publish_checked(nats_server.url, plan)
     wait_until(lambda: all_acked(nats_server.url), 120, "every message acknowledged")
     done = [d.metric("telemetry_ingest_messages_total", outcome="stored") for d in (a, b)]
     assert min(done) > 0 and sum(done) == plan.readings, done
-    assert_last_values(sqlite_url, plan)
+    assert_last_values(store_url, plan)
     assert a.stop() == 0 and b.stop() == 0
 
 
-def test_kill_9_with_rewrites_and_duplicates_keeps_stream_order(nats_server, daemons, sqlite_url):
+def test_kill_9_with_rewrites_and_duplicates_keeps_stream_order(nats_server, daemons, store_url):
     """kill -9 twice mid-stream; messages in flight at a kill come back after ``ack_wait``,
     after later rewrites of their identities were committed (rewrites 2, 500 and 5,000
     messages later); duplicate ``Nats-Msg-Id``s with other content leave no trace."""
@@ -178,7 +190,7 @@ def test_kill_9_with_rewrites_and_duplicates_keeps_stream_order(nats_server, dae
     env = {"TELEMETRY_BATCH_SIZE": "500"}
     killed = 0
     for share in (0.25, 0.6):
-        daemon = daemons(**env).start()
+        daemon = daemons(store_url=store_url, **env).start()
         wait_until(
             lambda d=daemon, s=share: (
                 d.metric("telemetry_ingest_readings_stored_total") >= s * plan.readings
@@ -190,8 +202,8 @@ def test_kill_9_with_rewrites_and_duplicates_keeps_stream_order(nats_server, dae
         daemon.kill()
         killed += 1
     assert not all_acked(nats_server.url), "killed mid-stream"
-    last = daemons(**env).start()
+    last = daemons(store_url=store_url, **env).start()
     wait_until(lambda: all_acked(nats_server.url), 180, "every message acknowledged")
     assert killed == 2 and last.metric("telemetry_ingest_redelivered_total") > 0
-    assert_last_values(sqlite_url, plan)
+    assert_last_values(store_url, plan)
     assert last.stop() == 0

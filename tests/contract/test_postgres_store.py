@@ -1,0 +1,273 @@
+"""What only the PostgreSQL store promises, beyond the shared contract: retention drops
+whole day partitions, concurrent writers neither deadlock nor lose stream order (and race
+to create the same partitions safely), a killed server connection is an outage the store
+recovers from, refused data is ``StoreRefused``, and the password never shows."""
+
+from __future__ import annotations
+
+import random
+import threading
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+from telemetry_core.store import StoreError, StoreRefused, StoreUnavailable, open_store
+from telemetry_core.store.postgres.schema import partition_name
+from telemetry_core.windows import DAY_NS, WINDOW_15M_NS
+
+W = WINDOW_15M_NS
+DAY = 1_795_000_000_000_000_000 // DAY_NS  # a day in 2026
+T0 = DAY * DAY_NS
+KEY = ("energy", "site-a", "meter-1", "power_w")
+
+
+@pytest.fixture
+def store(postgres_url):
+    s = open_store(postgres_url)
+    yield s
+    s.close()
+
+
+def _tables(url: str) -> set[str]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'raw'::regclass"
+        ).fetchall()
+    return {name for (name,) in rows}
+
+
+def test_retention_drops_a_whole_day_partition(store, postgres_url):
+    # every window of day 0 holds points; day 1 and day 2 a few
+    points = [(*KEY[:3], f"f{i % 3}", T0 + w * W + i, float(i)) for w in range(96) for i in (1, 2)]
+    points += [(*KEY, T0 + DAY_NS + 5, 1.0), (*KEY, T0 + 2 * DAY_NS + W + 5, 2.0)]
+    points += [(*KEY, T0 + 2 * DAY_NS + 3 * W, 5.0)]
+    store.write_points(points)
+    day0, day1, day2 = (partition_name(DAY + k) for k in range(3))
+    assert {day0, day1, day2} <= _tables(postgres_url)
+    counts = store.retention_counts(None, T0, T0 + DAY_NS)
+    assert len(counts) == 96 and sum(counts.values()) == 192
+    assert store.retention_delete(None, counts) == counts
+    tables = _tables(postgres_url)
+    assert day0 not in tables and {day1, day2} <= tables  # dropped, not emptied
+    assert store.read_points(T0, T0 + 3 * DAY_NS)["time"].to_list() == [
+        T0 + DAY_NS + 5,
+        T0 + 2 * DAY_NS + W + 5,
+        T0 + 2 * DAY_NS + 3 * W,
+    ]
+    assert store.retention_oldest(None, T0 + 3 * DAY_NS) == T0 + DAY_NS + 5
+    # part of a day: rows deleted, the partition stays
+    assert store.retention_delete(None, {T0 + 2 * DAY_NS + W: 1}) == {T0 + 2 * DAY_NS + W: 1}
+    assert day2 in _tables(postgres_url)
+    assert store.read_points(T0 + 2 * DAY_NS, T0 + 3 * DAY_NS)["value"].to_list() == [5.0]
+    # the rest of that day: dropped
+    assert store.retention_delete(None, {T0 + 2 * DAY_NS + 3 * W: 1}) == {
+        T0 + 2 * DAY_NS + 3 * W: 1
+    }
+    assert day2 not in _tables(postgres_url)
+    # a write into the dropped day (another process's cache) recreates it
+    other = open_store(postgres_url)
+    try:
+        other.write_points([(*KEY, T0 + 7, 3.0)])
+    finally:
+        other.close()
+    assert day0 in _tables(postgres_url)
+    store.write_points([(*KEY, T0 + 8, 4.0)])  # this store thought day 0 was gone: fine
+    assert store.read_points(T0, T0 + W)["value"].to_list() == [3.0, 4.0]
+
+
+def test_day_with_a_window_written_since_it_was_counted_is_not_dropped(store, postgres_url):
+    store.write_points([(*KEY, T0 + w * W, 1.0) for w in range(4)])
+    counts = store.retention_counts(None, T0, T0 + DAY_NS)
+    store.write_points([(*KEY, T0 + 3 * W + 1, 2.0)])  # after the count
+    assert store.retention_delete(None, counts) == {T0: 1, T0 + W: 1, T0 + 2 * W: 1}
+    assert partition_name(DAY) in _tables(postgres_url)
+    assert store.read_points(T0, T0 + DAY_NS).height == 2
+
+
+def test_two_writers_interleaving_close_rewrites_never_deadlock(postgres_url):
+    """Two store objects in two threads write overlapping batches of the same identities
+    in opposite key orders, onto days nobody created yet: no deadlock, no failed
+    partition creation, and every identity ends with its highest sequence."""
+    rng = random.Random(5)
+    idents = [(*KEY[:2], f"meter-{i % 20}", KEY[3], T0 + (i % 7) * DAY_NS + i) for i in range(600)]
+    versions = [(ident, rng.randrange(1, 10**9)) for ident in idents for _ in range(4)]
+    rng.shuffle(versions)
+    best: dict[tuple, int] = {}
+    for ident, seq in versions:
+        best[ident] = max(best.get(ident, 0), seq)
+    stores = [open_store(postgres_url), open_store(postgres_url)]
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def run(k: int) -> None:
+        try:
+            start.wait()
+            mine = versions[k::2]
+            for i in range(0, len(mine), 150):
+                batch = sorted(mine[i : i + 150], reverse=bool(k))  # opposite orders
+                stores[k].write_points(
+                    [(*ident, float(seq)) for ident, seq in batch], seqs=[q for _, q in batch]
+                )
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for s in stores:
+        s.close()
+    assert not errors, errors
+    reader = open_store(postgres_url)
+    try:
+        got = {(m, s, d, f, t): v for t, m, s, d, f, v in reader.read_points(0, 2**62).rows()}
+    finally:
+        reader.close()
+    assert got == {ident: float(seq) for ident, seq in best.items()}
+
+
+def test_a_terminated_connection_is_an_outage_then_the_store_works_again(store, postgres_url):
+    store.write_points([(*KEY, T0 + 1, 1.0)])
+    database = urlsplit(postgres_url).path.lstrip("/")
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND application_name = 'telemetry-store'",
+            (database,),
+        ).fetchone()[0]
+    assert killed == 1
+    with pytest.raises(StoreUnavailable):
+        store.write_points([(*KEY, T0 + 2, 2.0)])
+    store.write_points([(*KEY, T0 + 2, 2.0)])  # reconnected
+    store.ping()
+    assert store.read_points(T0, T0 + W)["value"].to_list() == [1.0, 2.0]
+
+
+def test_refused_data_is_store_refused_and_the_store_goes_on(store):
+    with pytest.raises(StoreRefused):
+        store.write_points([(*KEY, 2**63, 1.0)])  # past int64 nanoseconds
+    with pytest.raises(StoreRefused):
+        store.write_points([(*KEY, T0 + 1, 1.0)], seqs=[2**64])  # a sequence bigint can't hold
+    store.write_points([(*KEY, T0 + 1, 1.0)])
+    assert store.read_points(T0, T0 + W).height == 1
+
+
+def test_the_password_never_shows(postgres_url):
+    parts = urlsplit(postgres_url)
+    secret = "s3cr3t-Pw"
+    netloc = f"{parts.username or 'postgres'}:{secret}@{parts.hostname}:{parts.port or 5432}"
+    url = urlunsplit(parts._replace(netloc=netloc))
+    store = open_store(url)  # trust authentication: any password works
+    try:
+        store.write_points([(*KEY, T0 + 1, 1.0)])
+        assert secret not in repr(store) and secret not in str(store)
+        assert "***" in repr(store)
+    finally:
+        store.close()
+    closed = urlunsplit(parts._replace(netloc=f"postgres:{secret}@127.0.0.1:9"))
+    down = open_store(closed)
+    with pytest.raises(StoreUnavailable) as info:
+        down.ping()
+    assert secret not in str(info.value) and secret not in repr(down)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://u:s3cr3t-Pw@[::1/db",  # libpq quotes the whole URL back
+        "postgresql://u:s3cr%zz@h/db",  # ... or the token it could not decode
+        "postgresql://u:s3cr3t-Pw@h/db?nope=1",
+    ],
+)
+def test_a_bad_url_is_a_store_error_without_the_password(url):
+    with pytest.raises(StoreError) as info:
+        open_store(url)
+    assert "s3cr" not in str(info.value) and "***" in str(info.value)
+
+
+def test_postgres_scheme_and_libpq_environment(postgres_url, monkeypatch):
+    """``postgres://`` works, and what the URL leaves out comes from libpq's variables."""
+    parts = urlsplit(postgres_url)
+    monkeypatch.setenv("PGHOST", parts.hostname or "127.0.0.1")
+    monkeypatch.setenv("PGPORT", str(parts.port or 5432))
+    monkeypatch.setenv("PGUSER", parts.username or "postgres")
+    store = open_store(f"postgres:///{parts.path.lstrip('/')}")
+    try:
+        store.write_points([(*KEY, T0 + 1, 1.0)])
+        assert store.read_points(T0, T0 + W).height == 1
+    finally:
+        store.close()
+
+
+def test_windows_before_1970_use_floor_buckets(store):
+    """Times before the epoch (negative ns) land in the window that starts at or before
+    them, as polars' maths does: the day partition of 1969-12-31 included."""
+    points = [(*KEY, -1, 1.0), (*KEY, -W, 2.0), (*KEY, -W - 1, 3.0), (*KEY, 0, 4.0)]
+    store.write_points(points)
+    agg = store.aggregate_raw(-2 * W, W, W)
+    assert agg.select("window_start", "count", "first", "last").rows() == [
+        (-2 * W, 1, 3.0, 3.0),
+        (-W, 2, 2.0, 1.0),
+        (0, 1, 4.0, 4.0),
+    ]
+    assert store.retention_counts(None, -2 * W, W) == {-2 * W: 1, -W: 2, 0: 1}
+    assert store.read_points(-W, 0)["time"].to_list() == [-W, -1]
+
+
+def test_a_read_only_server_is_an_outage(postgres_url):
+    database = urlsplit(postgres_url).path.lstrip("/")
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+    store = open_store(postgres_url)
+    try:
+        with pytest.raises(StoreUnavailable, match="read-only"):
+            store.ping()
+        with pytest.raises(StoreUnavailable, match="read-only"):
+            store.write_points([(*KEY, T0 + 1, 1.0)])
+    finally:
+        store.close()
+
+
+def test_a_writer_whose_partition_was_dropped_by_another_process_recreates_it(store, postgres_url):
+    store.write_points([(*KEY, T0 + 1, 1.0)])  # this store now knows day 0 exists
+    other = open_store(postgres_url)
+    try:
+        assert other.retention_delete(None, {T0: 1}) == {T0: 1}
+    finally:
+        other.close()
+    assert partition_name(DAY) not in _tables(postgres_url)
+    store.write_points([(*KEY, T0 + 2, 2.0)])  # "no partition for the row": asks again
+    assert store.read_points(T0, T0 + W)["value"].to_list() == [2.0]
+
+
+def test_a_long_reader_delays_only_the_day_ahead(postgres_url):
+    """A reader holding ``raw`` blocks partition creation. A write into an existing day
+    goes on without the day ahead (tried again later); a write into a day without a
+    partition is an outage until the reader is done."""
+    setup = open_store(postgres_url)
+    setup.write_points([(*KEY, T0 - DAY_NS, 1.0)])  # the schema
+    setup.close()
+    d10 = DAY + 10
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE TABLE {partition_name(d10)} PARTITION OF raw "
+            f"FOR VALUES FROM ({d10 * DAY_NS}) TO ({(d10 + 1) * DAY_NS})"
+        )
+    store = open_store(postgres_url)
+    reader = psycopg.connect(postgres_url)
+    try:
+        reader.execute("SELECT count(*) FROM raw").fetchone()  # holds its lock until commit
+        store.write_points([(*KEY, d10 * DAY_NS + 1, 1.0)])
+        assert partition_name(d10 + 1) not in _tables(postgres_url)
+        with pytest.raises(StoreUnavailable, match="lock timeout"):
+            store.write_points([(*KEY, (DAY + 20) * DAY_NS + 1, 2.0)])
+        reader.commit()
+        store.write_points([(*KEY, (DAY + 20) * DAY_NS + 1, 2.0)])
+        assert {partition_name(DAY + 20), partition_name(DAY + 21)} <= _tables(postgres_url)
+        assert store.read_points(d10 * DAY_NS, (DAY + 21) * DAY_NS).height == 2
+    finally:
+        reader.close()
+        store.close()
