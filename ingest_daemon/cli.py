@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--http-port", type=int, help="/health and /metrics port (0 = any, -1 = off)")
     p.add_argument("--http-host", help="address for /health and /metrics (default 127.0.0.1)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
-    p.add_argument("--check", action="store_true", help="validate settings and config, then exit")
+    p.add_argument("--check", action="store_true", help="validate settings and config, check the store takes writes, then exit")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,8 +57,12 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(settings.config_path)  # fail fast on a bad config file
     resolve_secrets(config, os.environ)  # and on a missing or malformed webhook secret
     if args.check:
-        open_store(settings.store_url).close()
-        print("settings, config, secrets and store are valid")
+        store = open_store(settings.store_url)
+        try:
+            store.ping()  # reachable and writable, not only a well-formed URL
+        finally:
+            store.close()
+        print("settings, config, secrets are valid and the store takes writes")
         return 0
     return run_daemon(settings)
 

@@ -214,6 +214,10 @@ def check_store(url: str) -> None:
     from telemetry_core.store.urls import redact_url
 
     try:
-        open_store(url).close()
+        store = open_store(url)
+        try:
+            store.ping()  # stores that connect lazily (PostgreSQL) are reached here
+        finally:
+            store.close()
     except (StoreError, StoreUnavailable) as exc:
         raise CliError(f"store {redact_url(url)}: {exc}") from None

@@ -135,15 +135,15 @@ class PostgresBase:
             conn.close()
         self._series.clear()  # ids handed out in a rolled-back transaction are gone
         where = redact_url(self.url)
-        reason = self._scrub(str(exc).strip())
+        reason = self._scrub(" ".join(str(exc).split()))  # one line: libpq adds hints on more
         if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):  # a standby, mid-failover
-            return StoreUnavailable(f"postgresql {where}: {reason}")
+            return StoreUnavailable(f"{where}: {reason}")
         if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
             if isinstance(exc, psycopg.InterfaceError) and self._conn is not None:
                 return None  # misuse of a healthy connection: a bug
-            return StoreUnavailable(f"postgresql {where}: {reason}")
+            return StoreUnavailable(f"{where}: {reason}")
         if isinstance(exc, psycopg.DataError | OverflowError):
-            return StoreRefused(f"postgresql {where} refused the data: {reason}")
+            return StoreRefused(f"{where} refused the data: {reason}")
         return None
 
     class _Translate:
@@ -193,9 +193,7 @@ class PostgresBase:
         def check(conn: psycopg.Connection[Any]) -> None:
             row = conn.execute("SELECT current_setting('transaction_read_only')").fetchone()
             if row is None or row[0] != "off":
-                raise StoreUnavailable(
-                    f"postgresql {redact_url(self.url)}: the server is read-only"
-                )
+                raise StoreUnavailable(f"{redact_url(self.url)}: the server is read-only")
 
         self._write_txn(check)
 
