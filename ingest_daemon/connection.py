@@ -90,7 +90,8 @@ class Attempts:
     ``Connection refused`` warnings a second, forever, with no backoff. Here ``error_cb``
     waits out a delay that doubles from ``first_s`` up to ``cap_s`` (nats-py awaits the
     callback before its next attempt, so the wait is the backoff), the first failure of an
-    outage is logged, then one summary line every ``summary_s``."""
+    outage is logged, then one summary line every ``summary_s``. The wait comes after each
+    pass over the server list, so the next server is tried at once (a failover)."""
 
     def __init__(
         self,
@@ -107,13 +108,20 @@ class Attempts:
         self.last_error: str | None = None
         self._summary_at = 0.0
 
-    def failed(self, exc: BaseException) -> float:
-        """Count (and maybe log) one failed attempt; the seconds to wait before the next."""
+    def failed(self, exc: BaseException, servers: int = 1) -> float:
+        """Count (and maybe log) one failed attempt; the seconds to wait before the next.
+
+        With several ``servers`` the wait comes after each pass over all of them, so a
+        failover to a live server right after a dead one costs no wait."""
         now = self.clock()
         self.failures += 1
         self.last_error = (str(exc) or type(exc).__name__)[:300]
-        delay = min(self.first_s * 2 ** min(self.failures - 1, 30), self.cap_s)
-        delay *= random.uniform(0.8, 1.0)  # several daemons do not retry in step
+        servers = max(1, servers)
+        passes = self.failures // servers
+        delay = 0.0
+        if self.failures % servers == 0:
+            delay = min(self.first_s * 2 ** min(passes - 1, 30), self.cap_s)
+            delay *= random.uniform(0.8, 1.0)  # several daemons do not retry in step
         if self.failures == 1:
             self.since, self._summary_at = now, now + self.summary_s
             log.warning(

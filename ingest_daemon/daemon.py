@@ -35,7 +35,7 @@ from ingest_daemon.dlq import DeadLetters
 from ingest_daemon.health import Health
 from ingest_daemon.jetstream import ensure_consumer, ensure_streams
 from ingest_daemon.metrics import Metrics
-from ingest_daemon.settings import Settings
+from ingest_daemon.settings import Settings, SettingsError
 from ingest_daemon.writer import AfterCommit, StoreWriter
 from telemetry_core.config import Config, load_config
 from telemetry_core.decode import Limits
@@ -130,11 +130,18 @@ class Daemon:
                 on_reconnect=self._on_reconnect,
             )
             self.nc = self.health.nc = Client()
-            started, tasks = await until_stopped(self._start(self.nc, options), stop)
-            if not started or tasks is None:  # stopped before NATS could be reached
-                log.info("stopped before connecting to NATS")
-                await close_quietly(self.nc)
-                self.writer.close()
+            try:
+                started, tasks = await until_stopped(self._start(self.nc, options), stop)
+            except SettingsError:  # e.g. fewer stream replicas than asked: exit status 2
+                await self._abort_start()
+                raise
+            except Exception as exc:  # unplanned, as anywhere else: a fault
+                self.fault(exc, "start-up")
+                started, tasks = False, None
+            if not started or tasks is None:  # stopped (or failed) before consuming
+                if not self.exit_code:
+                    log.info("stopped before consuming (NATS not reached or not set up)")
+                await self._abort_start()
                 return self.exit_code
             try:
                 await stop.wait()
@@ -183,6 +190,12 @@ class Daemon:
         for task in tasks:
             task.add_done_callback(self._task_done)
         return tasks
+
+    async def _abort_start(self) -> None:
+        """Nothing was pulled yet: close the client (stops its reconnecting) and the store."""
+        assert self.nc is not None
+        await close_quietly(self.nc)
+        self.writer.close()
 
     def _commit(self, batch: Batch) -> None:
         """The batcher's hand-off: one task per batch (the writer thread serialises them)."""
@@ -244,7 +257,10 @@ class Daemon:
         if not isinstance(exc, nats.errors.Error | OSError):
             self.fault(exc, "the message callback")
         elif self._reaching():
-            await asyncio.sleep(self.attempts.failed(exc))
+            assert self.nc is not None
+            delay = self.attempts.failed(exc, servers=len(self.nc.servers))
+            if delay:
+                await asyncio.sleep(delay)
         else:
             log.warning("nats: %s", exc)
 
