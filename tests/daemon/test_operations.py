@@ -100,8 +100,12 @@ def test_store_refusing_a_batch_dead_letters_store_rejected(nats_server, daemons
         60,
         "every message finished",
     )
-    # one refusal of the whole batch, then one per refused message written alone
-    assert daemon.metric("telemetry_ingest_store_errors_total") == 1 + 2
+    # one refusal of each batch holding a refused message (one, unless a slow publish
+    # split them), then one per refused message written alone
+    log = daemon.log()
+    batches = log.count("store refused a batch")
+    assert 1 <= batches <= 2, log
+    assert daemon.metric("telemetry_ingest_store_errors_total") == batches + 2
     assert daemon.metric("telemetry_ingest_readings_rejected_total", reason="store_rejected") == 2
     letters = asyncio.run(dlq_messages(nats_server.url))
     assert sorted(h["Telemetry-Original-Subject"] for _, h, _ in letters) == [
@@ -112,7 +116,7 @@ def test_store_refusing_a_batch_dead_letters_store_rejected(nats_server, daemons
         assert headers["Telemetry-Reason"] == "store_rejected"
         assert "value 666 refused by policy" in headers["Telemetry-Error"]
     assert _stored(sqlite_url) == {"m-1": 1.0, "m-2": 2.0, "m-3": 3.0}
-    assert daemon.log().count("store refused a write") == 1 + 2
+    assert log.count("store refused a write") == batches + 2
     assert daemon.metric("telemetry_ingest_faults_total") == 0
     assert daemon.health()["status"] == "ok", "a refusal is not an outage"
     assert daemon.stop() == 0
