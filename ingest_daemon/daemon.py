@@ -11,8 +11,9 @@ store then is abandoned unacknowledged (JetStream redelivers it), never half-ack
 A stop while NATS is still being reached at start (or JetStream set up) is immediate: there
 is nothing in hand yet.
 
-Faults: an exception nobody planned for (a bug in a commit, the pull loop or the message
-callback) is never swallowed. It is logged with its traceback, counted in
+Faults: an exception nobody planned for (a bug in the store's write, the after-commit hook,
+a store ping, a commit, the pull loop, the message callback or start-up) is never swallowed,
+nor taken for the store refusing data (only ``StoreRefused`` makes dead letters). It is logged with its traceback, counted in
 ``telemetry_ingest_faults_total``, turns ``/health`` to ``error`` (HTTP 503), and stops the
 daemon with exit status 1, so the supervisor sees it and restarts it; what was not
 acknowledged is redelivered to the next daemon.
