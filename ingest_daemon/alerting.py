@@ -9,11 +9,11 @@ batch delay (100 ms by default) of the reading reaching NATS. Three outcomes:
 * ``AlertsUnavailable`` (the alerts database is locked or unreachable): an outage, like
   the store's. The writer retries the write and the hook together (both idempotent) and
   acknowledges nothing meanwhile;
-* anything else is a bug in the engine. It must not look like the store refusing the
-  readings (the writer would dead-letter readings that *were* stored as
-  ``store_rejected``); it is raised as ``EngineFault`` instead, which takes the daemon's
-  fault path: logged with its traceback, ``/health`` error, exit status 1, nothing of the
-  batch acknowledged (JetStream redelivers it to the restarted daemon).
+* anything else is a bug in the engine, raised as ``EngineFault`` (naming the engine and
+  the original exception). The writer treats whatever its hook raises, other than an
+  outage, as a fault (never as the store refusing readings that *were* stored): logged
+  with its traceback, ``/health`` error, exit status 1, nothing of the batch
+  acknowledged (JetStream redelivers it to the restarted daemon).
 
 At start, the webhook secrets are validated too (the daemon sends nothing, but a secret
 that would fail every delivery is a configuration error to report now, with one line
@@ -35,12 +35,8 @@ from telemetry_core.store import Point
 log = logging.getLogger(__name__)
 
 
-class EngineFault(BaseException):
-    """A bug in the threshold engine.
-
-    A ``BaseException`` on purpose: the writer reads every ``Exception`` from its hook as
-    the store refusing the readings (retried, then dead-lettered). This one passes through
-    that handler to the commit task, whose failure is the daemon's fault path."""
+class EngineFault(RuntimeError):
+    """A bug in the threshold engine: the daemon's fault path (see the module docstring)."""
 
 
 class ThresholdHook:

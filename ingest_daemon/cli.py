@@ -20,7 +20,15 @@ Every flag overrides its environment variable (TELEMETRY_NATS_URL, TELEMETRY_STO
 TELEMETRY_CONFIG, TELEMETRY_BATCH_SIZE, TELEMETRY_BATCH_MAX_DELAY_MS, TELEMETRY_HTTP_PORT,
 TELEMETRY_DURABLE, TELEMETRY_LOG_LEVEL). Credentials come only from the environment:
 TELEMETRY_NATS_USER/_PASSWORD, TELEMETRY_NATS_TOKEN, TELEMETRY_NATS_CREDS,
-TELEMETRY_NATS_TLS_CA/_CERT/_KEY."""
+TELEMETRY_NATS_TLS_CA/_CERT/_KEY.
+
+While NATS does not answer, the daemon retries with backoff (up to 10 s apart), logs the
+first failure and then a summary a minute, and /health says degraded.
+
+Exit status: 0 stopped by SIGTERM or SIGINT (in any state, also while NATS is still being
+reached); 1 a fault: an unplanned exception (logged with its traceback, /health error;
+nothing unacknowledged is lost, JetStream redelivers it); 2 a mistake in the settings, config
+or secrets (one line on stderr); 130 Ctrl-C before start-up installed its signal handlers."""
 
 FLAG_SETTINGS = (
     "nats_url", "store_url", "config_path", "durable", "batch_size",

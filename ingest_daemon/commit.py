@@ -63,8 +63,8 @@ class Committer:
                     written = await self._alive(
                         self.writer.write(batch.points, batch.seqs), entries
                     )
-                except Refused as exc:
-                    log.error("store refused a batch (%s): writing message by message", exc)
+                except Refused:
+                    log.warning("store refused a batch: writing it message by message")
                     written, entries = await self._write_isolated(batch)
                     rejected = [e for e in entries if e[1].rejections]
                     readings = sum(e[1].readings for e in entries)
@@ -126,9 +126,7 @@ class Committer:
             end = first + len(decoded.points)
             if end == first:
                 continue
-            write = self.writer.write(
-                batch.points[first:end], batch.seqs[first:end], refuse_after=1
-            )
+            write = self.writer.write(batch.points[first:end], batch.seqs[first:end])
             first = end
             try:
                 w = await self._alive(write, entries)

@@ -1,7 +1,11 @@
-"""The NATS connection: options from the settings, and a connect that waits for the server.
+"""The NATS connection: options from the settings, backoff and sparse logging while NATS
+cannot be reached, and start-up that a signal can interrupt.
 
-Why retry forever at start: the daemon may start before NATS does (a host boot, a
-compose file); once connected, nats-py reconnects on its own (unlimited attempts).
+Why retry forever: the daemon may start before NATS does (a host boot, a compose file),
+and a NATS restart must not need a daemon restart. Why with backoff and few log lines: a
+daemon that cannot reach NATS is a pod that waits, and its log must keep the one line
+that says why readable. Why interruptible: SIGTERM or SIGINT ends the daemon promptly in
+every state, connected or not (``until_stopped``).
 """
 
 from __future__ import annotations
@@ -9,15 +13,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
-import nats
+import nats.errors
 from nats.aio.client import Client
 
 from ingest_daemon.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+BACKOFF_FIRST_S = 0.5  # wait after the first failed attempt; doubles with each failure
+BACKOFF_CAP_S = 10.0  # longest wait between attempts (also NATS back -> ingest again)
+SUMMARY_EVERY_S = 60.0  # one log line per minute while NATS stays unreachable
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
@@ -50,7 +61,8 @@ def connect_options(
     on_disconnect: Callable[[], Awaitable[None]],
     on_reconnect: Callable[[], Awaitable[None]],
 ) -> dict[str, Any]:
-    """The daemon's connection: ``server_options`` plus reconnecting forever."""
+    """The daemon's connection: ``server_options`` plus reconnecting forever (the backoff
+    between attempts is waited out in ``on_error``: see ``Attempts``)."""
     return {
         **server_options(settings),
         "name": "telemetry-ingest",
@@ -69,17 +81,108 @@ def connect_options(
     }
 
 
-async def connect(options: dict[str, Any], stop: asyncio.Event) -> Client | None:
-    """Connect, retrying with backoff until connected or ``stop`` is set (then None)."""
-    delay = 0.5
-    while not stop.is_set():
-        try:
-            return await nats.connect(**options)
-        except (OSError, nats.errors.Error) as exc:
+class Attempts:
+    """Failed attempts to reach NATS since the last connection: the wait before the next
+    one, and the few log lines about them.
+
+    Why: nats-py retries on its own (``max_reconnect_attempts=-1``) and reports every
+    failed attempt to ``error_cb``. Left alone, two unreachable servers made four
+    ``Connection refused`` warnings a second, forever, with no backoff. Here ``error_cb``
+    waits out a delay that doubles from ``first_s`` up to ``cap_s`` (nats-py awaits the
+    callback before its next attempt, so the wait is the backoff), the first failure of an
+    outage is logged, then one summary line every ``summary_s``. The wait comes after each
+    pass over the server list, so the next server is tried at once (a failover)."""
+
+    def __init__(
+        self,
+        *,
+        first_s: float = BACKOFF_FIRST_S,
+        cap_s: float = BACKOFF_CAP_S,
+        summary_s: float = SUMMARY_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.first_s, self.cap_s, self.summary_s = first_s, cap_s, summary_s
+        self.clock = clock
+        self.failures = 0
+        self.since: float | None = None  # when the first failure of this outage happened
+        self.last_error: str | None = None
+        self._summary_at = 0.0
+
+    def failed(self, exc: BaseException, servers: int = 1) -> float:
+        """Count (and maybe log) one failed attempt; the seconds to wait before the next.
+
+        With several ``servers`` the wait comes after each pass over all of them, so a
+        failover to a live server right after a dead one costs no wait."""
+        now = self.clock()
+        self.failures += 1
+        self.last_error = (str(exc) or type(exc).__name__)[:300]
+        servers = max(1, servers)
+        passes = self.failures // servers
+        delay = 0.0
+        if self.failures % servers == 0:
+            delay = min(self.first_s * 2 ** min(passes - 1, 30), self.cap_s)
+            delay *= random.uniform(0.8, 1.0)  # several daemons do not retry in step
+        if self.failures == 1:
+            self.since, self._summary_at = now, now + self.summary_s
             log.warning(
-                "NATS not reachable (%s); retrying in %.1fs", str(exc) or type(exc).__name__, delay
+                "NATS not reachable (%s); retrying with backoff (at most %.0fs apart), "
+                "a summary every %.0fs",
+                self.last_error,
+                self.cap_s,
+                self.summary_s,
             )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
-        delay = min(delay * 2, 10.0)
-    return None
+        elif now >= self._summary_at:
+            self._summary_at = now + self.summary_s
+            log.warning(
+                "NATS still not reachable: %d failed attempts in %.0fs (last: %s); next in %.1fs",
+                self.failures,
+                now - (self.since or now),
+                self.last_error,
+                delay,
+            )
+        return delay
+
+    def succeeded(self) -> None:
+        """Connected: log how long it took when there were failures, and start over."""
+        if self.failures:
+            log.info(
+                "NATS reachable again after %d failed attempts in %.1fs",
+                self.failures,
+                self.clock() - (self.since or self.clock()),
+            )
+        self.failures, self.since, self.last_error = 0, None, None
+
+    def status(self) -> dict[str, Any]:
+        """For ``/health``: the failed attempts of the current outage."""
+        down = None if self.since is None else round(self.clock() - self.since, 1)
+        return {"failed_attempts": self.failures, "down_s": down, "error": self.last_error}
+
+
+async def until_stopped(awaitable: Awaitable[T], stop: asyncio.Event) -> tuple[bool, T | None]:
+    """Await ``awaitable`` unless ``stop`` is set first, which cancels it: (True, its result)
+    or (False, None). Its exception, if it fails first, is raised.
+
+    Why: start-up (connecting, creating streams) may wait for NATS indefinitely; a SIGTERM
+    or SIGINT meanwhile must end the process promptly, not after NATS comes back."""
+    work = asyncio.ensure_future(awaitable)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if work.done():
+        return True, work.result()
+    work.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await work
+    return False, None
+
+
+async def close_quietly(nc: Client) -> None:
+    """Close a client in whatever state it is (never connected, reconnecting, closed)."""
+    if nc.is_closed:
+        return
+    try:
+        await nc.close()
+    except (nats.errors.Error, OSError) as exc:  # closing anyway
+        log.debug("close: %s", exc)

@@ -140,9 +140,16 @@ class Consumer:
 
     async def wind_down(self, deadline: float) -> None:
         """Stop pulling; let outstanding pull requests run out (late arrivals are nak'ed
-        back to JetStream), then unsubscribe."""
+        back to JetStream), then unsubscribe. Disconnected, there is nothing to wait for:
+        the requests died with the connection."""
         self.stopping = True
-        while self.requests.count and time.monotonic() < deadline:
+        nc = self._nc
+        while (
+            self.requests.count
+            and nc is not None
+            and nc.is_connected
+            and time.monotonic() < deadline
+        ):
             self.requests.expire_stale()
             await asyncio.sleep(0.05)
         if self._sub is not None:

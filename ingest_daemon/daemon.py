@@ -5,12 +5,15 @@ The parts, one role each: ``connection`` (NATS), ``consumer`` (pull requests, de
 ``writer`` (the store thread: outages and refusals), ``dlq`` (dead letters), ``health``
 (``/health``, lag), ``http`` (the endpoint), ``metrics``.
 
-Stopping (SIGTERM): no new pull requests; the batch in hand is committed and acknowledged
-within ``shutdown_timeout_s``; what is still waiting for the store then is abandoned
-unacknowledged (JetStream redelivers it), never half-acknowledged.
+Stopping (SIGTERM or SIGINT, exit status 0): no new pull requests; the batch in hand is
+committed and acknowledged within ``shutdown_timeout_s``; what is still waiting for the
+store then is abandoned unacknowledged (JetStream redelivers it), never half-acknowledged.
+A stop while NATS is still being reached at start (or JetStream set up) is immediate: there
+is nothing in hand yet.
 
-Faults: an exception nobody planned for (a bug in a commit, the pull loop or the message
-callback) is never swallowed. It is logged with its traceback, counted in
+Faults: an exception nobody planned for (a bug in the store's write, the after-commit hook,
+a store ping, a commit, the pull loop, the message callback or start-up) is never swallowed,
+nor taken for the store refusing data (only ``StoreRefused`` makes dead letters). It is logged with its traceback, counted in
 ``telemetry_ingest_faults_total``, turns ``/health`` to ``error`` (HTTP 503), and stops the
 daemon with exit status 1, so the supervisor sees it and restarts it; what was not
 acknowledged is redelivered to the next daemon.
@@ -27,13 +30,13 @@ from nats.aio.client import Client
 
 from ingest_daemon.batching import Batch, Batcher, InHand
 from ingest_daemon.commit import Committer, OnCommit
-from ingest_daemon.connection import connect, connect_options
+from ingest_daemon.connection import Attempts, close_quietly, connect_options, until_stopped
 from ingest_daemon.consumer import Consumer
 from ingest_daemon.dlq import DeadLetters
 from ingest_daemon.health import Health
 from ingest_daemon.jetstream import ensure_consumer, ensure_streams
 from ingest_daemon.metrics import Metrics
-from ingest_daemon.settings import Settings
+from ingest_daemon.settings import Settings, SettingsError
 from ingest_daemon.writer import AfterCommit, StoreWriter
 from telemetry_core.config import Config, load_config
 from telemetry_core.decode import Limits
@@ -68,6 +71,7 @@ class Daemon:
         self.metrics = Metrics()
         self.http_port: int | None = None
         self.nc: Client | None = None
+        self.attempts = Attempts()  # failed attempts to reach NATS: backoff, log, /health
         self._on_commit = on_commit
         self._wake = asyncio.Event()
         self._stop: asyncio.Event | None = None
@@ -99,7 +103,9 @@ class Daemon:
             store_up=lambda: self.writer.up,
             wake=self._wake,
         )
-        self.health = Health(s.durable, self.writer, self.metrics, lambda: self.in_hand.msgs)
+        self.health = Health(
+            s.durable, self.writer, self.metrics, lambda: self.in_hand.msgs, self.attempts
+        )
         self.committer: Committer | None = None
 
     @property
@@ -124,40 +130,20 @@ class Daemon:
                 on_disconnect=self._on_disconnect,
                 on_reconnect=self._on_reconnect,
             )
-            self.nc = self.health.nc = nc = await connect(options, stop)
-            if nc is None:
-                self.writer.close()
+            self.nc = self.health.nc = Client()
+            try:
+                started, tasks = await until_stopped(self._start(self.nc, options), stop)
+            except SettingsError:  # e.g. fewer stream replicas than asked: exit status 2
+                await self._abort_start()
+                raise
+            except Exception as exc:  # unplanned, as anywhere else: a fault
+                self.fault(exc, "start-up")
+                started, tasks = False, None
+            if not started or tasks is None:  # stopped (or failed) before consuming
+                if not self.exit_code:
+                    log.info("stopped before consuming (NATS not reached or not set up)")
+                await self._abort_start()
                 return self.exit_code
-            self.metrics.nats_connected.set(1)
-            log.debug("connected to NATS at %s", self._server(nc))
-            js = nc.jetstream()
-            if s.create_streams:
-                await ensure_streams(js, replicas=s.stream_replicas)
-            max_ack_pending = max(20_000, 2 * self.in_hand.max_msgs)
-            ack_wait = await ensure_consumer(
-                js, s.durable, max_ack_pending=max_ack_pending, ack_wait_s=s.ack_wait_s
-            )
-            self.committer = Committer(
-                nc,
-                self.writer,
-                DeadLetters(js, self.writer.abandon),
-                self.metrics,
-                self.in_hand,
-                keepalive_s=keepalive_interval(ack_wait),
-                on_commit=self._on_commit,
-            )
-            await self.consumer.subscribe(nc)
-            log.info("consuming %s with durable consumer %r", STREAM, s.durable)
-            tasks = [
-                asyncio.create_task(self.consumer.pull_loop()),
-                asyncio.create_task(
-                    self.health.refresh_loop(
-                        js, lambda: bool(self._commits), lambda: self.consumer.stopping
-                    )
-                ),
-            ]
-            for task in tasks:
-                task.add_done_callback(self._task_done)
             try:
                 await stop.wait()
             finally:
@@ -167,6 +153,50 @@ class Daemon:
             if http is not None:
                 await http.stop()
         return self.exit_code
+
+    async def _start(self, nc: Client, options: dict) -> list[asyncio.Task[None]]:
+        """Connect (waiting for NATS as long as it takes), set up the streams and the
+        durable consumer, subscribe, and start pulling: the tasks to stop at shutdown."""
+        s = self.settings
+        await nc.connect(**options)
+        self.attempts.succeeded()
+        self.metrics.nats_connected.set(1)
+        log.info("connected to NATS at %s", self._server(nc))
+        js = nc.jetstream()
+        if s.create_streams:
+            await ensure_streams(js, replicas=s.stream_replicas)
+        max_ack_pending = max(20_000, 2 * self.in_hand.max_msgs)
+        ack_wait = await ensure_consumer(
+            js, s.durable, max_ack_pending=max_ack_pending, ack_wait_s=s.ack_wait_s
+        )
+        self.committer = Committer(
+            nc,
+            self.writer,
+            DeadLetters(js, self.writer.abandon),
+            self.metrics,
+            self.in_hand,
+            keepalive_s=keepalive_interval(ack_wait),
+            on_commit=self._on_commit,
+        )
+        await self.consumer.subscribe(nc)
+        log.info("consuming %s with durable consumer %r", STREAM, s.durable)
+        tasks = [
+            asyncio.create_task(self.consumer.pull_loop()),
+            asyncio.create_task(
+                self.health.refresh_loop(
+                    js, lambda: bool(self._commits), lambda: self.consumer.stopping
+                )
+            ),
+        ]
+        for task in tasks:
+            task.add_done_callback(self._task_done)
+        return tasks
+
+    async def _abort_start(self) -> None:
+        """Nothing was pulled yet: close the client (stops its reconnecting) and the store."""
+        assert self.nc is not None
+        await close_quietly(self.nc)
+        self.writer.close()
 
     def _commit(self, batch: Batch) -> None:
         """The batcher's hand-off: one task per batch (the writer thread serialises them)."""
@@ -209,28 +239,47 @@ class Daemon:
                 await asyncio.wait(pending, timeout=5)
         await self.consumer.wind_down(deadline)
         assert self.nc is not None
-        try:
-            await self.nc.drain()
-        except (nats.errors.Error, OSError) as exc:  # closing anyway
-            log.debug("drain: %s", exc)
+        if self.nc.is_connected:
+            try:
+                await self.nc.drain()
+            except (nats.errors.Error, OSError) as exc:  # closing anyway
+                log.debug("drain: %s", exc)
+        await close_quietly(self.nc)  # reconnecting: stop trying (nothing left to send)
         self.writer.close()
         log.info("stopped")
 
     # -- connection events -------------------------------------------------------------
     async def _on_error(self, exc: Exception) -> None:
         """nats-py reports connection trouble here, and also any exception raised by the
-        message callback (``Consumer.on_msg``): the latter is a bug, hence a fault."""
-        if isinstance(exc, nats.errors.Error | OSError):
-            log.warning("nats: %s", exc)
-        else:
+        message callback (``Consumer.on_msg``): the latter is a bug, hence a fault.
+
+        A failed attempt to connect or reconnect is counted, logged sparingly, and its
+        backoff waited out here: nats-py awaits this callback before its next attempt."""
+        if not isinstance(exc, nats.errors.Error | OSError):
             self.fault(exc, "the message callback")
+        elif self._reaching():
+            assert self.nc is not None
+            delay = self.attempts.failed(exc, servers=len(self.nc.servers))
+            if delay:
+                await asyncio.sleep(delay)
+        else:
+            log.warning("nats: %s", exc)
+
+    def _reaching(self) -> bool:
+        """Trying to reach NATS: not connected yet, or reconnecting (not closing)."""
+        nc = self.nc
+        if nc is None or nc.is_closed or nc.is_draining:
+            return False
+        return not nc.is_connected
 
     async def _on_disconnect(self) -> None:
         self.metrics.nats_connected.set(0)
-        if not self.consumer.stopping:
+        stopping = self.consumer.stopping or (self._stop is not None and self._stop.is_set())
+        if not stopping:
             log.warning("disconnected from NATS; reconnecting")
 
     async def _on_reconnect(self) -> None:
+        self.attempts.succeeded()
         self.metrics.nats_connected.set(1)
         self.consumer.reconnected()
         log.info("reconnected to NATS at %s", self._server(self.nc))

@@ -1,7 +1,8 @@
 """What ``/health`` answers, and the loop that keeps consumer lag and store health fresh.
 
 Status: ``ok`` when NATS and the store are both reachable, ``degraded`` when one of them
-is (the daemon waits it out, holding what it has), ``error`` when neither is, or when the
+is (the daemon waits it out, holding what it has; that includes a daemon still trying to
+reach NATS at start, whose failed attempts are shown), ``error`` when neither is, or when the
 daemon hit a fault it cannot handle and is stopping (the HTTP answer is then 503, so a
 supervisor or load balancer notices).
 """
@@ -18,6 +19,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from ingest_daemon.connection import Attempts
 from ingest_daemon.metrics import Metrics
 from ingest_daemon.writer import StoreWriter
 from telemetry_core.subjects import STREAM
@@ -29,9 +31,15 @@ LAG_INTERVAL_S = 2.0
 
 class Health:
     def __init__(
-        self, durable: str, writer: StoreWriter, metrics: Metrics, held: Callable[[], int]
+        self,
+        durable: str,
+        writer: StoreWriter,
+        metrics: Metrics,
+        held: Callable[[], int],
+        attempts: Attempts | None = None,
     ) -> None:
         self.durable = durable
+        self.attempts = attempts or Attempts()  # failed attempts to reach NATS
         self.writer = writer
         self.metrics = metrics
         self.held = held
@@ -51,7 +59,7 @@ class Health:
             status = "degraded"
         out: dict[str, Any] = {
             "status": status,
-            "nats": {"connected": connected},
+            "nats": {"connected": connected, **self.attempts.status()},
             "store": {"up": store_up, "error": self.writer.error},
             "consumer": {"durable": self.durable, "lag": self.lag},
             "held_messages": self.held(),

@@ -1,18 +1,24 @@
-"""The store writer: one thread owns every store call; outages are waited out, refusals are not.
+"""The store writer: one thread owns every store call; outages are waited out, refusals
+dead-lettered, anything else stops the daemon.
 
 Why a thread: store writes block (SQLite, HTTP) and must not stall the event loop that
 receives and acknowledges messages. Why exactly one: the store's connection is not shared
 between threads, a ping must never race a write, and one writer commits batches in the
 order they were flushed.
 
-Two kinds of failure, two answers:
+Three kinds of failure, three answers:
 
 * ``StoreUnavailable`` (locked, unreachable, 5xx): an outage. Retry with backoff until the
   store is back or shutdown abandons the batch; nothing is acknowledged meanwhile, so
   JetStream keeps the messages.
-* anything else (e.g. an InfluxDB field-type conflict): the store refuses these points.
-  Retry ``refuse_after`` times, then raise ``Refused`` so the caller can isolate the
-  refused messages and dead-letter them instead of wedging the consumer.
+* ``StoreRefused``: the store states that it will not take these points (an InfluxDB
+  field-type conflict, a SQLite constraint). Raised as ``Refused`` at once (the store said
+  so; asking again changes nothing), so the caller can isolate the refused messages and
+  dead-letter them instead of wedging the consumer.
+* anything else (a ``TypeError``, a wrong column): a bug, never a verdict on the data. It
+  propagates unchanged to the commit task, whose failure is the daemon's fault path
+  (traceback logged, ``/health`` error, exit status 1, nothing of the batch acknowledged).
+  Treating it as a refusal would quietly dead-letter all traffic.
 """
 
 from __future__ import annotations
@@ -26,22 +32,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ingest_daemon.metrics import Metrics
-from telemetry_core.store import Point, Store, StoreUnavailable
+from telemetry_core.store import Point, Store, StoreRefused, StoreUnavailable
 
 log = logging.getLogger(__name__)
-
-REFUSE_AFTER = 3  # failed attempts that are not outages before giving up on a batch
 
 AfterCommit = Callable[[Sequence[Point], Sequence[int]], None]
 """Runs on the writer thread after each successful store commit and before any message of
 it is acknowledged, with the committed points and their stream sequences (e.g. persisting
-threshold alert events). A failure counts as a failure of the write: the write and the hook
-are retried together (``StoreUnavailable`` as an outage, anything else as a refusal), so
-the hook may see the same points more than once and must be idempotent, as the store is."""
+threshold alert events). ``StoreUnavailable`` from it is an outage: the write and the hook
+are retried together, so the hook may see the same points more than once and must be
+idempotent, as the store is. Anything else from it is a fault, ``StoreRefused`` included:
+the points are stored, so they must never be dead-lettered as refused."""
 
 
 class Refused(Exception):
-    """The store keeps refusing a write for a reason that is not an outage."""
+    """The store refused a write (it raised ``StoreRefused``): dead-letter, do not retry."""
 
 
 class Abandoned(Exception):
@@ -75,30 +80,30 @@ class StoreWriter:
         self.held = held  # messages in hand, for the outage log line
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
 
-    async def write(
-        self, points: list[Point], seqs: list[int], *, refuse_after: int = REFUSE_AFTER
-    ) -> Written:
+    async def write(self, points: list[Point], seqs: list[int]) -> Written:
         """Commit ``points`` (then run the after-commit hook) on the writer thread.
 
-        Raises ``Refused`` after ``refuse_after`` refusals, ``Abandoned`` when shutdown
-        stops waiting out an outage."""
+        Raises ``Refused`` when the store refuses the points, ``Abandoned`` when shutdown
+        stops waiting out an outage, and any other exception as it came (a fault)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, self._write_blocking, points, seqs, refuse_after
-        )
+        return await loop.run_in_executor(self._executor, self._write_blocking, points, seqs)
 
-    def _write_blocking(self, points: list[Point], seqs: list[int], refuse_after: int) -> Written:
+    def _write_blocking(self, points: list[Point], seqs: list[int]) -> Written:
         delay = 0.2
-        refusals = 0
         while True:
             try:
                 t0 = time.perf_counter()
-                result = self.store.write_points(
-                    points, seqs=seqs, late_cutoff_ns=time.time_ns() - self.grace_ns
-                )
+                try:
+                    result = self.store.write_points(
+                        points, seqs=seqs, late_cutoff_ns=time.time_ns() - self.grace_ns
+                    )
+                except StoreRefused as exc:  # stated by the store: these points, for good
+                    self.metrics.store_errors.inc()
+                    log.warning("store refused a write of %d points: %s", len(points), exc)
+                    raise Refused(str(exc)[:500]) from exc
                 elapsed = time.perf_counter() - t0
                 if self.after_commit is not None:
-                    self.after_commit(points, seqs)
+                    self.after_commit(points, seqs)  # StoreRefused from it: a fault
                 if not self.up:
                     log.info("store is back: writing again")
                 self._mark(up=True)
@@ -108,13 +113,6 @@ class StoreWriter:
                 if self.up:
                     log.warning("store unavailable, holding %d messages: %s", self.held(), exc)
                 self._mark(up=False, error=str(exc))
-            except Exception as exc:  # not an outage: counted, logged, refused after N
-                self.metrics.store_errors.inc()
-                refusals += 1
-                if refusals >= refuse_after:
-                    log.error("store refused a write %d times", refusals, exc_info=exc)
-                    raise Refused(str(exc)[:500]) from exc
-                log.warning("store refused a write (%d/%d): %s", refusals, refuse_after, exc)
             if self.abandon.wait(delay):
                 raise Abandoned("shutdown: the write was abandoned")
             delay = min(delay * 2, 5.0)
@@ -125,14 +123,15 @@ class StoreWriter:
 
     async def ping(self) -> None:
         """Check the store on the writer thread (so it never races a write); the result
-        feeds ``/health`` and ``telemetry_ingest_store_up``."""
+        feeds ``/health`` and ``telemetry_ingest_store_up``. ``StoreUnavailable`` marks the
+        store down; anything else is raised (a fault, as from a write)."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._ping_blocking)
 
     def _ping_blocking(self) -> None:
         try:
             self.store.ping()
-        except Exception as exc:  # any failure means "cannot write now": reported, not raised
+        except StoreUnavailable as exc:  # "cannot write now": reported, not raised
             log.debug("store ping failed: %s", exc)
             self._mark(up=False, error=str(exc))
         else:

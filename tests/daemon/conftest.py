@@ -34,6 +34,7 @@ class DaemonProc:
         self.env.update(env)
         self.log_path = log_dir / f"daemon-{self.port}.log"
         self.proc: subprocess.Popen | None = None
+        self.argv = [sys.executable, "-m", "ingest_daemon"]  # a test may run a wrapper
 
     def start(self) -> DaemonProc:
         """Start the process and wait until it answers /health."""
@@ -42,9 +43,7 @@ class DaemonProc:
     def launch(self) -> DaemonProc:
         """Start the process without waiting (to start several at the same moment)."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process lifetime
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ingest_daemon"], env=self.env, stdout=log, stderr=log
-        )
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=log)
         return self
 
     def wait_healthy(self) -> DaemonProc:

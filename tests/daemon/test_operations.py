@@ -78,12 +78,11 @@ def test_poison_message_is_dead_lettered_as_max_deliveries(nats_server, daemons,
     assert last.stop() == 0
 
 
-def test_store_refusing_a_batch_three_times_dead_letters_store_rejected(
-    nats_server, daemons, sqlite_url
-):
+def test_store_refusing_a_batch_dead_letters_store_rejected(nats_server, daemons, sqlite_url):
     """The store refuses some readings for good (here: a trigger, as an InfluxDB field-type
-    conflict would): three refusals of the batch, then message by message; the refused
-    messages go to IOT_DLQ as store_rejected and the rest is stored."""
+    conflict would) and says so (``StoreRefused``): the batch is written again message by
+    message at once (asking again changes nothing); the refused messages go to IOT_DLQ as
+    store_rejected and the rest is stored."""
     daemon = daemons(TELEMETRY_BATCH_MAX_DELAY_MS="1000").start()  # it creates the file
     with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as db:
         db.execute(
@@ -101,8 +100,12 @@ def test_store_refusing_a_batch_three_times_dead_letters_store_rejected(
         60,
         "every message finished",
     )
-    # three refusals of the whole batch, then one per refused message written alone
-    assert daemon.metric("telemetry_ingest_store_errors_total") == 3 + 2
+    # one refusal of each batch holding a refused message (one, unless a slow publish
+    # split them), then one per refused message written alone
+    log = daemon.log()
+    batches = log.count("store refused a batch")
+    assert 1 <= batches <= 2, log
+    assert daemon.metric("telemetry_ingest_store_errors_total") == batches + 2
     assert daemon.metric("telemetry_ingest_readings_rejected_total", reason="store_rejected") == 2
     letters = asyncio.run(dlq_messages(nats_server.url))
     assert sorted(h["Telemetry-Original-Subject"] for _, h, _ in letters) == [
@@ -113,8 +116,8 @@ def test_store_refusing_a_batch_three_times_dead_letters_store_rejected(
         assert headers["Telemetry-Reason"] == "store_rejected"
         assert "value 666 refused by policy" in headers["Telemetry-Error"]
     assert _stored(sqlite_url) == {"m-1": 1.0, "m-2": 2.0, "m-3": 3.0}
-    log = daemon.log()
-    assert "(1/3)" in log and "(2/3)" in log and "refused a write 3 times" in log
+    assert log.count("store refused a write") == batches + 2
+    assert daemon.metric("telemetry_ingest_faults_total") == 0
     assert daemon.health()["status"] == "ok", "a refusal is not an outage"
     assert daemon.stop() == 0
 

@@ -120,6 +120,12 @@ def test_every_subcommand_explains_itself():
         assert result.returncode == 0 and len(result.stdout) > 200, command
 
 
+def test_ingest_help_documents_its_exit_statuses():
+    text = " ".join(telemetry("ingest", "--help").stdout.split())
+    for status in ("0 stopped by SIGTERM or SIGINT", "1 a fault", "2 a mistake"):
+        assert status in text, text
+
+
 @pytest.mark.parametrize(
     ("secret", "needle"),
     [(None, "TELEMETRY_TEST_HOOK_SECRET"), ("not-a-secret", "TELEMETRY_TEST_HOOK_SECRET")],

@@ -10,7 +10,8 @@ import sqlite3
 
 import pytest
 
-from telemetry_core.store.sqlite import ROWS_PER_STATEMENT, SqliteStore
+from telemetry_core.store.sqlite import SqliteStore
+from telemetry_core.store.sqlite.raw import ROWS_PER_STATEMENT
 
 KEY = ("energy", "site-a", "meter-1", "power_w")
 T = 1_795_000_000 * 10**9

@@ -1,6 +1,6 @@
 """What every part of the SQLite store shares: the connection, its lock, the write
-transaction, the translation of lock/IO errors, and the helpers that build frames and
-filters. The store itself (``sqlite.SqliteStore``) is composed of one part per role:
+transaction, the translation of SQLite's errors (outage, refusal, or neither), and the
+helpers that build frames and filters. The store itself (``sqlite.SqliteStore``) is composed of one part per role:
 raw points (``raw.py``), rollups (``rollups.py``), retention
 (``retention.py``)."""
 
@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
 from telemetry_core.identifiers import check_field, check_name
-from telemetry_core.store.base import ALL, StoreUnavailable
+from telemetry_core.store.base import ALL, StoreRefused, StoreUnavailable
 from telemetry_core.store.sqlite.schema import OPEN_TIMEOUT_S, open_connection
 
 if TYPE_CHECKING:
@@ -51,6 +51,37 @@ def sql_filters(alias: str, *, allow_all: bool = False, **kw: str | None) -> tup
     return "".join(f" AND {c}" for c in clauses), params
 
 
+# Primary result codes (https://sqlite.org/rescode.html) that mean "cannot write now".
+_OUTAGE_CODES = frozenset(
+    getattr(sqlite3, name)
+    for name in (
+        "SQLITE_PERM", "SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_READONLY", "SQLITE_IOERR",
+        "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_PROTOCOL", "SQLITE_SCHEMA",
+    )
+)  # fmt: skip
+# Extended codes of the constraint failures that the values cause (not our keys).
+_REFUSED_CONSTRAINTS = frozenset(
+    (
+        sqlite3.SQLITE_CONSTRAINT_NOTNULL,
+        sqlite3.SQLITE_CONSTRAINT_CHECK,
+        sqlite3.SQLITE_CONSTRAINT_TRIGGER,
+        getattr(sqlite3, "SQLITE_CONSTRAINT_DATATYPE", 3091),  # STRICT tables
+    )
+)
+
+
+def _outage(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is None or (code & 0xFF) in _OUTAGE_CODES  # no code: as before, an outage
+
+
+def _refusal(exc: sqlite3.IntegrityError | sqlite3.DataError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(exc, sqlite3.DataError):  # SQLITE_TOOBIG
+        return True
+    return code in _REFUSED_CONSTRAINTS or code == sqlite3.SQLITE_MISMATCH
+
+
 class SqliteBase:
     def __init__(
         self, path: str, *, busy_timeout_s: float = 5.0, open_timeout_s: float = OPEN_TIMEOUT_S
@@ -72,7 +103,16 @@ class SqliteBase:
             )
 
     class _translate:
-        """Turn lock/IO errors into StoreUnavailable so callers back off instead of dying."""
+        """Translate SQLite's errors into the store's two stated failures; the rest (a wrong
+        column, a syntax error, a duplicate key our upserts cannot produce) is left as it
+        is: a bug, which the daemon treats as a fault, never as bad data or an outage.
+
+        * ``StoreUnavailable`` (callers back off and retry): the file is busy or locked by
+          another connection, read-only, full, unreadable, cannot be opened.
+        * ``StoreRefused`` (the daemon dead-letters the points): SQLite refuses the values
+          themselves: a NOT NULL or CHECK constraint (a NaN is stored as NULL), a trigger
+          that aborts (an operator's policy), a type a column does not take, a value too
+          big."""
 
         def __enter__(self) -> None:
             return None
@@ -82,9 +122,13 @@ class SqliteBase:
             exc_type: type[BaseException] | None,
             exc: BaseException | None,
             tb: TracebackType | None,
-        ) -> None:  # never swallows: re-raises as StoreUnavailable, or lets it propagate
-            if exc_type is not None and issubclass(exc_type, sqlite3.OperationalError):
+        ) -> None:  # never swallows: re-raises as StoreUnavailable/StoreRefused, or lets it go
+            if exc is None:
+                return
+            if isinstance(exc, sqlite3.OperationalError) and _outage(exc):
                 raise StoreUnavailable(f"sqlite: {exc}") from exc
+            if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError) and _refusal(exc):
+                raise StoreRefused(f"sqlite refused the values: {exc}") from exc
 
     def _write_txn(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock, self._translate():
