@@ -49,7 +49,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--http-port", type=int, help="/health and /metrics port (0 = any, -1 = off)")
     p.add_argument("--http-host", help="address for /health and /metrics (default 127.0.0.1)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
-    p.add_argument("--check", action="store_true", help="validate settings and config, check the store takes writes, then exit")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="validate settings and config, check the store takes writes, then exit",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
