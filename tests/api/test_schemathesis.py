@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 ST = Path(sys.executable).with_name("st")
 STEP_NS = 5 * 60 * 10**9
 SITES = {"site-a": ("meter-7", "meter-8"), "site-b": ("meter-1",)}  # the schema's examples
-ST_MAX_EXAMPLES = 40  # per operation and phase: about 30 s on one core
+ST_MAX_EXAMPLES = 100  # per operation and phase: about 30 s on one shared core
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,6 @@ def test_st_run_every_check_against_a_live_server(live_api: str, tmp_path: Path)
         str(ST), "run", f"{live_api}/openapi.json",
         "--checks", "all",
         "--max-examples", str(ST_MAX_EXAMPLES),
-        "--max-time", "50",  # a ceiling only; the example bound ends the run first
         "--workers", "1",
         "--request-timeout", "10",
         "--generation-database", "none",
@@ -84,9 +83,10 @@ def test_st_run_every_check_against_a_live_server(live_api: str, tmp_path: Path)
     done = subprocess.run(
         command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )
-    report = done.stdout[-6000:] + done.stderr[-2000:]
+    report = done.stdout[-12000:] + done.stderr[-2000:]
     assert done.returncode == 0, report
-    assert "4 passed" in done.stdout and "No issues found" in done.stdout, report
+    assert "Tested: 4" in done.stdout, report  # every operation was exercised
+    print(done.stdout[-3000:])  # the seed and any warnings, for -s or a failure nearby
 
 
 # -- the exclusion: exactly the cross-parameter rules ------------------------------------
