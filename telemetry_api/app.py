@@ -23,8 +23,21 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 
+from telemetry_api.schema import (
+    DESCRIPTION,
+    ERRORS,
+    FIELD,
+    NAME,
+    RETRY_AFTER,
+    RETRY_AFTER_S,
+    TIME_PARAMETERS,
+    AlertOut,
+    HealthResponse,
+    SeriesResponse,
+    TopResponse,
+    time_query,
+)
 from telemetry_core.config import Config, load_config
 from telemetry_core.series import (
     MAX_LIMIT,
@@ -35,136 +48,7 @@ from telemetry_core.series import (
     top,
 )
 from telemetry_core.store import Store, StoreUnavailable, open_store
-from telemetry_core.timeutil import TIME_EXAMPLES, TIME_PATTERN, TimestampError, parse_time_arg
-
-NAME = r"^[A-Za-z0-9_-]{1,64}$"
-FIELD = r"^[A-Za-z0-9_.-]{1,64}$"
-DESCRIPTION = """Read-only access to building telemetry: raw points and validated 15-minute,
-hourly, site and portfolio rollups. Times are RFC 3339 (`2026-11-20T07:00:00Z`), a date
-(`2026-11-20`, its UTC midnight), `now`, or relative to now (`-8h`, `-7d`; units ns us µs ms s
-m h d w), years 1678-2261; each time parameter's `pattern` is exactly what the server accepts.
-Windows are half-open `[start, end)` and labelled by their start.
-
-Rules between parameters (OpenAPI cannot express them; breaking one is a 400 naming the
-parameter): `end` after `start`; `device` and `resolution=raw` only at scope `device`;
-`site` and `work_hours` not at scope `portfolio`.
-
-A store that cannot be read answers 503 with `Retry-After` (seconds)."""
-RETRY_AFTER_S = 5  # a locked SQLite file or a restarting InfluxDB is back within seconds
-TIME_HELP = (
-    "RFC 3339 (2026-11-20T07:00:00Z), a date (2026-11-20), `now`, or relative to now"
-    " (-8h, -30m, -7d)"
-)
-TIME_PARAMETERS = ("start", "end", "since")
-
-
-def _time_query(default: str | None, description: str) -> Any:
-    """A time parameter: the accepted forms as a pattern the server enforces (so a client
-    that follows the schema is never refused for it), with examples."""
-    return Query(
-        pattern=TIME_PATTERN,
-        description=f"{TIME_HELP}. {description}",
-        examples=[default, *TIME_EXAMPLES]
-        if default and default not in TIME_EXAMPLES
-        else list(TIME_EXAMPLES),
-    )
-
-
-class RawPoint(BaseModel):
-    time: str = Field(description="RFC 3339 UTC, every stored digit")
-    measurement: str
-    site_id: str
-    device_id: str
-    field: str
-    value: float
-
-
-class RollupPoint(BaseModel):
-    window_start: str
-    window_end: str
-    measurement: str
-    site_id: str | None = Field(description="null at portfolio scope")
-    device_id: str | None = Field(None, description="device scope only")
-    field: str
-    count: int
-    sum: float
-    min: float
-    max: float
-    mean: float
-    first: float
-    last: float
-    is_work_hours: bool | None = Field(None, description="absent at portfolio scope")
-    value: float = Field(description="headline: sum for delta fields, mean otherwise")
-
-
-class SeriesResponse(BaseModel):
-    resolution: Literal["raw", "15m", "1h"]
-    scope: Literal["device", "site", "portfolio"]
-    points: list[RawPoint | RollupPoint]
-
-
-class TopPoint(BaseModel):
-    site_id: str
-    device_id: str | None = Field(None, description="by=device only")
-    value: float
-
-
-class TopResponse(BaseModel):
-    by: Literal["site", "device"]
-    points: list[TopPoint]
-
-
-class ErrorResponse(BaseModel):
-    error: str
-    parameter: str | None = Field(None, description="the bad parameter, when one is to blame")
-
-
-class DeliveryOut(BaseModel):
-    webhook: str
-    event: Literal["firing", "resolved"]
-    attempt: int
-    at: str | None
-    outcome: Literal["delivered", "failed", "pending", "suppressed"]
-    status: int | None
-    error: str | None
-
-
-class AlertOut(BaseModel):
-    alert_id: str
-    rule: str
-    kind: Literal["threshold", "zscore", "silent", "stuck"]
-    severity: Literal["info", "warning", "critical"]
-    state: Literal["firing", "resolved"]
-    measurement: str
-    site_id: str
-    device_id: str
-    field: str
-    value: float | None
-    started_at: str | None
-    resolved_at: str | None
-    deliveries: list[DeliveryOut]
-
-
-class HealthResponse(BaseModel):
-    status: Literal["ok", "error"]
-    store: dict[str, Any]
-
-
-RETRY_AFTER = {
-    "Retry-After": {
-        "description": "seconds to wait before asking again",
-        "required": True,
-        "schema": {"type": "integer", "minimum": 1},
-    }
-}
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "a bad parameter, named"},
-    503: {
-        "model": ErrorResponse,
-        "description": "the store is unavailable (down, locked or unreadable); retry later",
-        "headers": RETRY_AFTER,
-    },
-}
+from telemetry_core.timeutil import TimestampError, parse_time_arg
 
 
 class _Lazy:
@@ -292,8 +176,8 @@ def create_app(
     def get_series(
         measurement: Annotated[str, Query(pattern=NAME, examples=["energy"])],
         field: Annotated[str, Query(pattern=FIELD, examples=["power_w", "energy_kwh"])],
-        start: Annotated[str, _time_query("-1h", "Must be before `end`.")] = "-1h",
-        end: Annotated[str, _time_query("now", "Must be after `start`.")] = "now",
+        start: Annotated[str, time_query("-1h", "Must be before `end`.")] = "-1h",
+        end: Annotated[str, time_query("now", "Must be after `start`.")] = "now",
         site: Annotated[
             str | None,
             Query(
@@ -356,8 +240,8 @@ def create_app(
     def get_top(
         measurement: Annotated[str, Query(pattern=NAME, examples=["energy"])],
         field: Annotated[str, Query(pattern=FIELD, examples=["energy_kwh", "power_w"])],
-        start: Annotated[str, _time_query("-1h", "Must be before `end`.")] = "-1h",
-        end: Annotated[str, _time_query("now", "Must be after `start`.")] = "now",
+        start: Annotated[str, time_query("-1h", "Must be before `end`.")] = "-1h",
+        end: Annotated[str, time_query("now", "Must be after `start`.")] = "now",
         by: Literal["site", "device"] = "site",
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 10,
         site: Annotated[str | None, Query(pattern=NAME, description="only this site")] = None,
@@ -388,7 +272,7 @@ def create_app(
         state: Literal["firing", "resolved", "all"] = "all",
         since: Annotated[
             str | None,
-            _time_query(None, "Alerts that fired or resolved at or after this time."),
+            time_query(None, "Alerts that fired or resolved at or after this time."),
         ] = None,
     ) -> JSONResponse:
         """As `telemetry alerts --format json`: newest first, each with one delivery entry

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 ST = Path(sys.executable).with_name("st")
 STEP_NS = 5 * 60 * 10**9
 SITES = {"site-a": ("meter-7", "meter-8"), "site-b": ("meter-1",)}  # the schema's examples
-ST_MAX_EXAMPLES = 100  # per operation and phase: about 30 s on one shared core
+ST_MAX_EXAMPLES = 200  # per operation and phase: 15-45 s on one shared core
 
 
 @pytest.fixture(scope="module")
