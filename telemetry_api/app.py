@@ -2,8 +2,11 @@
 
 Every answer comes from :mod:`telemetry_core.series`, the code ``telemetry query`` uses too.
 A bad parameter is a 400 ``{"error": ..., "parameter": ...}`` naming it; nothing a client
-sends can produce a 5xx (a store that is down is a 503, which is the server's state, not the
-client's input).
+sends can produce a 5xx. A store (or alerts database) that cannot be read is a 503 with
+``Retry-After`` and ``{"error": ..., "parameter": null}``: the server's state, not the
+client's input, and worth asking again. The schema publishes every parameter's accepted
+form (times as ``telemetry_core.timeutil.TIME_PATTERN``); the rules that tie parameters
+together, which OpenAPI cannot express, are stated in their descriptions.
 
 The store is opened once per process (the SQLite store serialises access behind a lock and
 is safe to share between the server's worker threads).
@@ -12,6 +15,7 @@ is safe to share between the server's worker threads).
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -19,110 +23,32 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 
+from telemetry_api.schema import (
+    DESCRIPTION,
+    ERRORS,
+    FIELD,
+    NAME,
+    RETRY_AFTER,
+    RETRY_AFTER_S,
+    TIME_PARAMETERS,
+    AlertOut,
+    HealthResponse,
+    SeriesResponse,
+    TopResponse,
+    time_query,
+)
 from telemetry_core.config import Config, load_config
 from telemetry_core.series import (
     MAX_LIMIT,
     QueryError,
     build_query,
-    parse_range,
+    parse_time,
     series,
     top,
 )
 from telemetry_core.store import Store, StoreUnavailable, open_store
-
-NAME = r"^[A-Za-z0-9_-]{1,64}$"
-FIELD = r"^[A-Za-z0-9_.-]{1,64}$"
-DESCRIPTION = """Read-only access to building telemetry: raw points and validated 15-minute,
-hourly, site and portfolio rollups. Times are RFC 3339 (`2026-11-20T07:00:00Z`) or relative to
-now (`-8h`, `-7d`); windows are half-open `[start, end)` and labelled by their start."""
-
-
-class RawPoint(BaseModel):
-    time: str = Field(description="RFC 3339 UTC, every stored digit")
-    measurement: str
-    site_id: str
-    device_id: str
-    field: str
-    value: float
-
-
-class RollupPoint(BaseModel):
-    window_start: str
-    window_end: str
-    measurement: str
-    site_id: str | None = Field(description="null at portfolio scope")
-    device_id: str | None = Field(None, description="device scope only")
-    field: str
-    count: int
-    sum: float
-    min: float
-    max: float
-    mean: float
-    first: float
-    last: float
-    is_work_hours: bool | None = Field(None, description="absent at portfolio scope")
-    value: float = Field(description="headline: sum for delta fields, mean otherwise")
-
-
-class SeriesResponse(BaseModel):
-    resolution: Literal["raw", "15m", "1h"]
-    scope: Literal["device", "site", "portfolio"]
-    points: list[RawPoint | RollupPoint]
-
-
-class TopPoint(BaseModel):
-    site_id: str
-    device_id: str | None = Field(None, description="by=device only")
-    value: float
-
-
-class TopResponse(BaseModel):
-    by: Literal["site", "device"]
-    points: list[TopPoint]
-
-
-class ErrorResponse(BaseModel):
-    error: str
-    parameter: str | None = Field(None, description="the bad parameter, when one is to blame")
-
-
-class DeliveryOut(BaseModel):
-    webhook: str
-    event: Literal["firing", "resolved"]
-    attempt: int
-    at: str | None
-    outcome: Literal["delivered", "failed", "pending", "suppressed"]
-    status: int | None
-    error: str | None
-
-
-class AlertOut(BaseModel):
-    alert_id: str
-    rule: str
-    kind: Literal["threshold", "zscore", "silent", "stuck"]
-    severity: Literal["info", "warning", "critical"]
-    state: Literal["firing", "resolved"]
-    measurement: str
-    site_id: str
-    device_id: str
-    field: str
-    value: float | None
-    started_at: str | None
-    resolved_at: str | None
-    deliveries: list[DeliveryOut]
-
-
-class HealthResponse(BaseModel):
-    status: Literal["ok", "error"]
-    store: dict[str, Any]
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "a bad parameter, named"},
-    503: {"model": ErrorResponse, "description": "the store is unavailable"},
-}
+from telemetry_core.timeutil import TimestampError, parse_time_arg
 
 
 class _Lazy:
@@ -173,6 +99,26 @@ def _error(status: int, message: str, parameter: str | None) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
+def _unavailable(message: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": message, "parameter": None},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+def _validation_message(parameter: str | None, error: dict[str, Any]) -> str:
+    """Pydantic's message, except for a time that misses its pattern: the parser says which
+    forms are accepted, in words (the pattern itself is long)."""
+    if parameter in TIME_PARAMETERS and error.get("type") == "string_pattern_mismatch":
+        try:
+            parse_time_arg(str(error.get("input")))
+        except TimestampError as exc:
+            return f"{parameter}: {exc}"
+    message = error.get("msg", "invalid request")
+    return f"{parameter}: {message}" if parameter else message
+
+
 def create_app(
     store_url: str | None = None,
     config_path: str | None = None,
@@ -208,12 +154,18 @@ def create_app(
         first = exc.errors()[0] if exc.errors() else {}
         loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body")]
         parameter = loc[0] if loc else None
-        message = first.get("msg", "invalid request")
-        return _error(400, f"{parameter}: {message}" if parameter else message, parameter)
+        return _error(400, _validation_message(parameter, first), parameter)
 
     @app.exception_handler(StoreUnavailable)
     async def _store_down(_request: Request, exc: StoreUnavailable) -> JSONResponse:
-        return _error(503, f"the store is unavailable: {exc}", None)
+        return _unavailable(f"the store is unavailable: {exc}")
+
+    @app.exception_handler(sqlite3.DatabaseError)
+    async def _store_unreadable(_request: Request, exc: sqlite3.DatabaseError) -> JSONResponse:
+        # The SQLite store turns lock and I/O errors into StoreUnavailable; a file that is
+        # not (or no longer) a database raises DatabaseError itself. Either way the store
+        # cannot answer: the server's state, not the request's.
+        return _unavailable(f"the store is unavailable: sqlite: {exc}")
 
     @app.get(
         "/v1/series",
@@ -222,17 +174,44 @@ def create_app(
         responses={200: {"model": SeriesResponse}, **ERRORS},
     )
     def get_series(
-        measurement: Annotated[str, Query(pattern=NAME, description="e.g. energy")],
-        field: Annotated[str, Query(pattern=FIELD, description="e.g. power_w")],
-        start: Annotated[str, Query(description="RFC 3339 or relative (-8h)")] = "-1h",
-        end: Annotated[str, Query(description="RFC 3339, relative, or now")] = "now",
-        site: Annotated[str | None, Query(pattern=NAME)] = None,
-        device: Annotated[str | None, Query(pattern=NAME, description="device scope only")] = None,
-        scope: Literal["device", "site", "portfolio"] = "device",
-        resolution: Literal["auto", "raw", "15m", "1h"] = "auto",
+        measurement: Annotated[str, Query(pattern=NAME, examples=["energy"])],
+        field: Annotated[str, Query(pattern=FIELD, examples=["power_w", "energy_kwh"])],
+        start: Annotated[str, time_query("-1h", "Must be before `end`.")] = "-1h",
+        end: Annotated[str, time_query("now", "Must be after `start`.")] = "now",
+        site: Annotated[
+            str | None,
+            Query(
+                pattern=NAME,
+                examples=["site-a"],
+                description="only this site; not at scope `portfolio`",
+            ),
+        ] = None,
+        device: Annotated[
+            str | None,
+            Query(
+                pattern=NAME,
+                examples=["meter-7"],
+                description="only this device; at scope `device` only (refused at `site` and"
+                " `portfolio`, whose rows are not per device)",
+            ),
+        ] = None,
+        scope: Annotated[
+            Literal["device", "site", "portfolio"],
+            Query(
+                description="rows per device, per site, or one for the portfolio; `device`"
+                " goes with scope `device` only, `site` not with `portfolio`"
+            ),
+        ] = "device",
+        resolution: Annotated[
+            Literal["auto", "raw", "15m", "1h"],
+            Query(description="`raw` at scope `device` only (raw points have no site rows)"),
+        ] = "auto",
         work_hours: Annotated[
             Literal["true", "false"] | None,
-            Query(description="only windows inside (true) or outside (false) work hours"),
+            Query(
+                description="only windows inside (true) or outside (false) the site's work"
+                " hours; not at scope `portfolio` (work hours are per site)"
+            ),
         ] = None,
     ) -> JSONResponse:
         """`auto` picks raw points for spans up to 1 hour (device scope), 15-minute rollups
@@ -259,10 +238,10 @@ def create_app(
         responses={200: {"model": TopResponse}, **ERRORS},
     )
     def get_top(
-        measurement: Annotated[str, Query(pattern=NAME, description="e.g. energy")],
-        field: Annotated[str, Query(pattern=FIELD, description="e.g. energy_kwh")],
-        start: Annotated[str, Query(description="RFC 3339 or relative (-30d)")] = "-1h",
-        end: Annotated[str, Query(description="RFC 3339, relative, or now")] = "now",
+        measurement: Annotated[str, Query(pattern=NAME, examples=["energy"])],
+        field: Annotated[str, Query(pattern=FIELD, examples=["energy_kwh", "power_w"])],
+        start: Annotated[str, time_query("-1h", "Must be before `end`.")] = "-1h",
+        end: Annotated[str, time_query("now", "Must be after `start`.")] = "now",
         by: Literal["site", "device"] = "site",
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 10,
         site: Annotated[str | None, Query(pattern=NAME, description="only this site")] = None,
@@ -292,7 +271,8 @@ def create_app(
     def get_alerts(
         state: Literal["firing", "resolved", "all"] = "all",
         since: Annotated[
-            str | None, Query(description="alerts that fired or resolved at or after this time")
+            str | None,
+            time_query(None, "Alerts that fired or resolved at or after this time."),
         ] = None,
     ) -> JSONResponse:
         """As `telemetry alerts --format json`: newest first, each with one delivery entry
@@ -300,21 +280,26 @@ def create_app(
         due, or one `suppressed` entry (cooldown)."""
         from telemetry_core.alerts import list_alerts
 
-        since_ns = None if since is None else parse_range(since, "now")[0]
+        since_ns = None if since is None else parse_time(since, "since")
         return JSONResponse(list_alerts(deps.alerts_db(), state=state, since_ns=since_ns))
 
     @app.get(
         "/health",
         summary="Is the store reachable?",
         response_class=JSONResponse,
-        responses={200: {"model": HealthResponse}, 503: {"model": HealthResponse}},
+        responses={
+            200: {"model": HealthResponse},
+            503: {"model": HealthResponse, "headers": RETRY_AFTER},
+        },
     )
     def health() -> JSONResponse:
         try:
             deps.store().ping()
         except Exception as exc:  # any failure to reach the store is the answer here
             return JSONResponse(
-                {"status": "error", "store": {"up": False, "error": str(exc)[:300]}}, 503
+                {"status": "error", "store": {"up": False, "error": str(exc)[:300]}},
+                503,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
             )
         return JSONResponse({"status": "ok", "store": {"up": True, "error": None}})
 

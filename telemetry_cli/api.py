@@ -11,9 +11,10 @@ HELP = """Serve the read-only HTTP query API until Ctrl-C. OpenAPI at /openapi.j
   GET /v1/alerts          alerts and their delivery attempts (as `telemetry alerts --format json`)
   GET /health
 
-Times are RFC 3339 or relative (-8h); start defaults to -1h, end to now. resolution=auto picks
-raw points up to 1 hour (device scope), 15-minute rollups up to 7 days, hourly beyond. A bad
-parameter is a 400 {"error": ..., "parameter": ...}."""
+Times are RFC 3339, a date, 'now' or relative (-8h); start defaults to -1h, end to now.
+resolution=auto picks raw points up to 1 hour (device scope), 15-minute rollups up to 7 days,
+hourly beyond. A bad parameter is a 400 {"error": ..., "parameter": ...}; a store that cannot
+answer is a 503 with Retry-After."""
 
 
 def register(sub) -> None:

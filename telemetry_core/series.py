@@ -84,6 +84,12 @@ def _time(value: str, parameter: str, now: int) -> int:
         raise QueryError(parameter, f"{parameter}: {exc}") from None
 
 
+def parse_time(value: str, parameter: str, *, now: int | None = None) -> int:
+    """One time (RFC 3339, a date, ``now`` or relative), a ``QueryError`` naming
+    ``parameter`` when it is none of them."""
+    return _time(value, parameter, now_ns() if now is None else now)
+
+
 def parse_range(start: str, end: str, *, now: int | None = None) -> tuple[int, int]:
     """RFC 3339 or relative (``-8h``) times; ``end`` must come after ``start``."""
     reference = now_ns() if now is None else now

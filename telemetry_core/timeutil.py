@@ -23,7 +23,6 @@ _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
     r"([Zz]|[+-]\d{2}:\d{2})"
 )
-_RELATIVE = re.compile(r"([+-])\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s|m|h|d|w)")
 _UNIT_NS = {
     "ns": 1,
     "us": 1_000,
@@ -109,25 +108,58 @@ def format_rfc3339(ns: int) -> str:
     return text + "Z"
 
 
+# The times a user may write (CLI flags, API parameters), as one regular expression that the
+# OpenAPI schema publishes as is: what matches it parses, and nothing else does. It is
+# written for every regex dialect a client may use (ECMA-262, Python, Rust): no look-around,
+# no \d or \s (Unicode-wide in Python). Dates are checked here rather than by ``datetime``
+# (month lengths, leap years), so a client that matches the pattern is never refused.
+# Years are 1678-2261: a time is int64 nanoseconds since 1970 (1677-09-21 .. 2262-04-11),
+# with a day's margin for any UTC offset. A relative time's digits are bounded per unit so
+# that it stays under 115 years from now (``9999d``, ``999999h``, ``999w``).
+_YEAR = "(167[89]|16[89][0-9]|1[7-9][0-9]{2}|2[01][0-9]{2}|22[0-5][0-9]|226[01])"
+_LEAP_YEAR = (  # divisible by 4; of the centuries only 2000
+    "(16(8[048]|9[26])|1[7-9]([02468][48]|[13579][26]|[2468]0)|20([02468][048]|[13579][26])"
+    "|21([02468][48]|[13579][26]|[2468]0)|22([024][48]|[135][26]|[246]0))"
+)
+_MONTH_DAY = "((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)"
+_DATE = f"({_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)"
+_CLOCK = "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?"
+_OFFSET = "([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+_FRACTION = "([.][0-9]{1,9})?"
+_RELATIVE_DIGITS = {"ns": 18, "us": 15, "µs": 15, "ms": 12, "s": 9, "m": 7, "h": 6, "d": 4, "w": 3}
+_RELATIVE = (
+    "[+-]("
+    + "|".join(f"[0-9]{{1,{n}}}{_FRACTION}{unit}" for unit, n in _RELATIVE_DIGITS.items())
+    + ")"
+)
+TIME_PATTERN = f"^(now|{_RELATIVE}|{_DATE}([Tt ]{_CLOCK}{_OFFSET})?)$"
+TIME_EXAMPLES = ("-8h", "-30m", "-7d", "now", "2026-11-20", "2026-11-20T07:00:00Z")
+_TIME = re.compile(TIME_PATTERN)
+_RELATIVE_PARTS = re.compile(r"([+-])([0-9]+(?:[.][0-9]+)?)(ns|us|µs|ms|s|m|h|d|w)")
+
+
 def parse_time_arg(text: str, *, now: int | None = None) -> int:
-    """A CLI time: RFC 3339, ``now``, or relative to now (``-8h``, ``-30m``, ``-2d``)."""
-    stripped = text.strip()
+    """A user's time: RFC 3339, a date (its UTC midnight), ``now``, or relative to now
+    (``-8h``, ``-30m``, ``-2d``; units ns us µs ms s m h d w). Exactly the strings that match
+    ``TIME_PATTERN``: no surrounding blanks (the API publishes the pattern, and a client
+    that follows it must neither be refused nor find the server laxer than its schema)."""
+    if _TIME.fullmatch(text) is None:
+        raise TimestampError(
+            f"time {text[:64]!r} is neither RFC 3339 (2026-11-20T07:00:00Z), a date"
+            " (2026-11-20), 'now', nor relative (-8h, -30m, -2d)"
+        )
     reference = now_ns() if now is None else now
-    if stripped == "now":
+    if text == "now":
         return reference
-    m = _RELATIVE.fullmatch(stripped)
+    m = _RELATIVE_PARTS.fullmatch(text)
     if m:
         sign = -1 if m.group(1) == "-" else 1
-        return reference + sign * int(float(m.group(2)) * _UNIT_NS[m.group(3)])
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", stripped):
-        stripped += "T00:00:00Z"
-    try:
-        return parse_rfc3339(stripped)
-    except TimestampError:
-        raise TimestampError(
-            f"time {text!r} is neither RFC 3339 (2026-11-20T07:00:00Z), a date, 'now',"
-            " nor relative (-8h, -30m, -2d)"
-        ) from None
+        whole, _, frac = m.group(2).partition(".")
+        unit = _UNIT_NS[m.group(3)]  # exact: no float rounding of 18-digit nanoseconds
+        return reference + sign * (int(whole) * unit + int(frac or "0") * unit // 10 ** len(frac))
+    if len(text) == 10:
+        text += "T00:00:00Z"
+    return parse_rfc3339(text)
 
 
 def to_datetime(ns: int) -> datetime:

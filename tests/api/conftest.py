@@ -6,6 +6,7 @@ Dagster assets do); the tests compute every expected value by hand from the raw 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -106,9 +107,18 @@ def api(tmp_path_factory) -> Iterator[Api]:
         write_rollups(store, load_config(config_path), START, START + DAYS * 24 * HOUR_NS)
     finally:
         store.close()
+    with serve_api(store_url, config_path) as base:
+        yield Api(base, store_url, str(config_path), points)
+
+
+@contextlib.contextmanager
+def serve_api(store_url: str, config_path: Path, port: int = 0) -> Iterator[str]:
+    """A real ``telemetry api`` process until the block ends; yields its base URL once it
+    answers. Port 0 lets the server bind any free port and print it (no race with another
+    worker's pick)."""
     env = {**os.environ, "TELEMETRY_STORE_URL": store_url, "TELEMETRY_CONFIG": str(config_path)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "telemetry_cli", "api", "--port", "0"],
+        [sys.executable, "-m", "telemetry_cli", "api", "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -125,12 +135,14 @@ def api(tmp_path_factory) -> Iterator[Api]:
         try:
             urllib.request.urlopen(f"{base}/health", timeout=2).read()
             break
+        except urllib.error.HTTPError:  # answering (a 503 is an answer: the store is down)
+            break
         except OSError:
             if time.monotonic() > deadline:
                 stop_process(proc)
                 raise
             time.sleep(0.1)
     try:
-        yield Api(base, store_url, str(config_path), points)
+        yield base
     finally:
         stop_process(proc, 10)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
+from collections.abc import Iterator
 
 import pytest
 
 from ingest_daemon.settings import Settings, SettingsError
+from telemetry_cli.main import build_parser
 from tests.daemon.conftest import telemetry
 
 
@@ -114,10 +118,94 @@ def test_check_accepts_good_settings(tmp_path):
     assert "valid" in result.stdout
 
 
-def test_every_subcommand_explains_itself():
-    for command in ("demo", "ingest", "simulate", "query"):
-        result = telemetry(command, "--help")
-        assert result.returncode == 0 and len(result.stdout) > 200, command
+# The flags DESIGN.md's user-facing contract names for each command (a flag with values
+# lists them in the contract's order: argparse prints them as ``--flag {a,b}``). Commands the
+# contract gives no flags still explain themselves; configuration flags that override the
+# environment (``--nats-url``, ``--store-url``, ``--config``) are part of the contract too.
+CONTRACT: dict[tuple[str, ...], dict[str, tuple[str, ...]]] = {
+    ("demo",): {},
+    ("ingest",): {"--nats-url": (), "--store-url": (), "--config": ()},
+    ("simulate",): {"--nats-url": ()},
+    ("query",): {
+        "--measurement": (), "--field": (), "--start": (), "--end": (), "--site": (),
+        "--device": (), "--resolution": ("auto", "raw", "15m", "1h"),
+        "--scope": ("device", "site", "portfolio"), "--format": ("table", "csv", "json"),
+        "--store-url": (),
+    },
+    ("backfill",): {"--start": (), "--end": (), "--site": ()},
+    ("dlq",): {},
+    ("dlq", "list"): {
+        "--reason": (), "--since": (), "--limit": (), "--format": ("table", "json"),
+        "--nats-url": (),
+    },
+    ("dlq", "replay"): {"--reason": (), "--since": (), "--dry-run": (), "--nats-url": ()},
+    ("alerts",): {
+        "--state": ("firing", "resolved", "all"), "--since": (), "--format": ("table", "json"),
+    },
+    ("api",): {"--host": (), "--port": (), "--store-url": (), "--config": ()},
+    ("nats-config",): {"--out": (), "--config": (), "--site": ()},
+    ("silence",): {},
+    ("silence", "add"): {
+        "--match": (), "--for": (), "--until": (), "--start": (), "--comment": (), "--by": (),
+        "--format": ("table", "json"),
+    },
+    ("silence", "list"): {
+        "--state": ("active", "pending", "expired", "all"), "--format": ("table", "json"),
+    },
+    ("silence", "expire"): {},
+}  # fmt: skip
+DESIGN_COMMANDS = {"demo", "ingest", "simulate", "query", "backfill", "dlq", "alerts", "api"}
+
+
+def subcommands(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every subcommand the CLI's parser knows, nested ones (``dlq list``) included."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*path, name), sub
+                yield from subcommands(sub, (*path, name))
+
+
+SUBCOMMANDS = dict(subcommands(build_parser()))
+
+
+def test_the_contract_covers_every_subcommand_and_the_design_s_commands_exist():
+    assert set(SUBCOMMANDS) <= set(CONTRACT), (
+        f"add {sorted(set(SUBCOMMANDS) - set(CONTRACT))} to CONTRACT with its documented flags"
+    )
+    assert {path[0] for path in SUBCOMMANDS} >= DESIGN_COMMANDS
+    top = telemetry("--help")
+    assert top.returncode == 0, top.stderr
+    for path in SUBCOMMANDS:
+        if len(path) == 1:
+            assert path[0] in top.stdout, path
+
+
+@pytest.mark.parametrize("path", sorted(SUBCOMMANDS), ids=" ".join)
+def test_every_subcommand_s_help_explains_it_with_its_contract_flags(path):
+    result = telemetry(*path, "--help")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert text.startswith(f"usage: telemetry {' '.join(path)}"), text[:200]
+    parser = SUBCOMMANDS[path]
+    assert parser.description, f"telemetry {' '.join(path)} has no description"
+    first_line = " ".join(parser.description.split("\n")[0].split()[:6])
+    assert first_line in " ".join(text.split()), (first_line, text[:400])
+    for flag, values in CONTRACT[path].items():
+        shown = f"{flag} {{{','.join(values)}}}" if values else flag
+        assert re.search(rf"(^|[\s\[]){re.escape(shown)}([\s\]=]|$)", text, re.M), (
+            f"telemetry {' '.join(path)} --help does not show {shown}"
+        )
+    declared = {
+        option
+        for action in parser._actions
+        if action.help != argparse.SUPPRESS
+        for option in action.option_strings
+    }
+    for option in declared:  # nothing the parser takes is hidden from its help
+        assert option in text, option
 
 
 def test_ingest_help_documents_its_exit_statuses():

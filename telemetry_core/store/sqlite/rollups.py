@@ -80,7 +80,18 @@ class SqliteRollups(SqliteBase):
         site_id: str | None = None,
         device_id: str | None = None,
     ) -> pl.DataFrame:
+        """Rows of one series come from its index (``rollup_<level>_series``): a seek per
+        series, then its windows in order. Any other read walks the primary key over the
+        window range. SQLite has no statistics here and would otherwise take the index for
+        ``measurement = ? AND field = ?`` alone and read that field's whole history (a device
+        named without its site: 1.1 s instead of 50 ms over a month of 200 devices, the
+        anomaly job's reads 1.5x slower); the unary ``+`` rules the index out."""
         check_level(level)
+        scope = level.partition("_")[0] if "_" in level else "device"
+        if scope != "device":  # site rows have device_id "*", portfolio rows site_id "*" too
+            device_id = ALL if device_id is None else device_id
+            site_id = ALL if site_id is None and scope == "portfolio" else site_id
+        one_series = None not in (measurement, field, site_id, device_id)
         where, params = sql_filters(
             "r",
             allow_all=True,
@@ -89,6 +100,8 @@ class SqliteRollups(SqliteBase):
             site_id=site_id,
             device_id=device_id,
         )
+        if not one_series:
+            where = where.replace("AND r.", "AND +r.")
         sql = (
             f"SELECT {', '.join('r.' + c for c in ROLLUP_COLUMNS)} FROM rollup_{level} r "
             f"WHERE r.window_start >= ? AND r.window_start < ?{where} "
