@@ -34,6 +34,7 @@ DEMO_STACK = (
     "tests/e2e/test_ui_browser.py",
     "tests/e2e/test_demo_first_minute.py",
     "tests/e2e/test_demo_stop.py",
+    "tests/e2e/test_demo_postgres.py",
 )
 # The slowest files go first, so a parallel run does not end waiting on one of them.
 SLOWEST_FIRST = (
