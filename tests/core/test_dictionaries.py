@@ -5,7 +5,9 @@ an unknown dictionary or index is refused with its reason, never guessed."""
 from __future__ import annotations
 
 import json
+import re
 import tomllib
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -158,3 +160,22 @@ def test_config_errors_name_dictionary_and_key(toml, message):
     with pytest.raises(ConfigError, match=message) as err:
         parse_config(tomllib.loads(toml))
     assert "\n" not in str(err.value)
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_readme_config_example_defines_the_dictionary():
+    [block] = [
+        b
+        for b in re.findall(r"```toml\n(.*?)```", README.read_text(), re.S)
+        if "[dictionaries." in b
+    ]
+    cfg = parse_config(tomllib.loads(block))
+    assert cfg.dictionaries["meter-v2"] == {0: "power_w", 1: "energy_kwh"}
+
+
+def test_readme_lists_every_dead_letter_reason():
+    text = README.read_text()
+    missing = [r for r in reasons.REASONS if f"`{r}`" not in text]
+    assert not missing, missing
