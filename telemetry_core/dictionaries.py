@@ -24,6 +24,8 @@ HEADER = "Telemetry-Dictionary"
 NOT_MAPPED = frozenset(("timestamp", "site_id", "device_id", "readings"))
 
 Dictionary = Mapping[int, str]
+MAX_DIGITS = 18
+NO_SUCH_INDEX = -1  # what a longer digit string stands for: in no dictionary
 
 
 def parse_dictionaries(raw: Any) -> dict[str, dict[int, str]]:
@@ -45,8 +47,8 @@ def parse_dictionaries(raw: Any) -> dict[str, dict[int, str]]:
             index = index_of(key)
             if index is None or str(index) != key:
                 raise ConfigError(
-                    f"{where} key {key!r} must be a non-negative integer written as a string "
-                    f'without leading zeros, e.g. "0"'
+                    f"{where} key {key!r} must be a non-negative integer of at most {MAX_DIGITS} "
+                    f'digits, written as a string without leading zeros, e.g. "0"'
                 )
             if not isinstance(value, str):
                 raise ConfigError(f"{where} key {key!r}: value must be a field name string")
@@ -65,7 +67,9 @@ def index_of(key: Any) -> int | None:
     if type(key) is int:
         return key if key >= 0 else None
     if type(key) is str and key.isascii() and key.isdigit():
-        return int(key)
+        # A digit string too long for any index is still an index, one no dictionary holds
+        # (and int() of thousands of digits raises: hostile input must not get that far).
+        return int(key) if len(key) <= MAX_DIGITS else NO_SUCH_INDEX
     return None
 
 
@@ -101,10 +105,11 @@ def select(
     return found
 
 
-def _name(dictionary: Dictionary, index: int, where: str) -> str:
+def _name(dictionary: Dictionary, index: int, key: Any, where: str) -> str:
     name = dictionary.get(index)
     if name is None:
-        raise Reject(UNKNOWN_KEY, f"{where} {index} is not in the message's dictionary")
+        shown = str(key) if len(str(key)) <= 24 else f"{str(key)[:20]}..."
+        raise Reject(UNKNOWN_KEY, f"{where} {shown} is not in the message's dictionary")
     return name
 
 
@@ -116,7 +121,7 @@ def map_flat(obj: Any, dictionary: Dictionary) -> Any:
     out: dict[Any, Any] = {}
     for key, value in obj.items():
         index = None if key in NOT_MAPPED else index_of(key)
-        name = key if index is None else _name(dictionary, index, "key")
+        name = key if index is None else _name(dictionary, index, key, "key")
         if name in out:
             raise Reject(BAD_PAYLOAD, f"key {key!r} maps to {name!r}, which the reading also names")
         out[name] = value
@@ -130,4 +135,4 @@ def map_item(item: Any, dictionary: Dictionary) -> Any:
     index = index_of(item["name"])
     if index is None:
         return item
-    return {**item, "name": _name(dictionary, index, "reading name")}
+    return {**item, "name": _name(dictionary, index, item["name"], "reading name")}

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from telemetry_core import reasons
 from telemetry_core.config import ConfigError, parse_config
@@ -179,3 +181,44 @@ def test_readme_lists_every_dead_letter_reason():
     text = README.read_text()
     missing = [r for r in reasons.REASONS if f"`{r}`" not in text]
     assert not missing, missing
+
+
+def test_absurdly_long_index_is_an_unknown_key_not_a_crash():
+    key = "9" * 5000  # int() refuses strings this long
+    result = run(
+        [{"timestamp": T_S, key: 1}, {"timestamp": T_S, "readings": [{"name": key, "value": 1}]}]
+    )
+    assert [r.reason for r in result.rejections] == [reasons.UNKNOWN_KEY] * 2
+    assert all(len(r.error) < 100 for r in result.rejections)
+    with pytest.raises(ConfigError, match="at most 18 digits"):
+        parse_config({"dictionaries": {"d": {"1" + "0" * 18: "a"}}})
+
+
+_keys = st.one_of(st.sampled_from(["0", "1", "7", "9", "timestamp", "site_id", "power_w"]),
+                  st.text(max_size=6), st.integers(-3, 12).map(str))  # fmt: skip
+_leaf = st.one_of(st.none(), st.booleans(), st.integers(-3, 12), st.floats(), st.text(max_size=6))
+_reading = st.dictionaries(_keys, st.one_of(_leaf, st.just(T_S)), max_size=5) | st.builds(
+    lambda items: {"timestamp": T_S, "readings": items},
+    st.lists(st.dictionaries(st.sampled_from(["name", "value", "timestamp"]), _leaf), max_size=3),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    payload=st.one_of(_reading, st.lists(_reading, max_size=4)),
+    name=st.sampled_from(["meter-v2", "meter-v9", "", " meter-v2 "]),
+    msgpack=st.booleans(),
+)
+def test_dictionary_payloads_never_raise_and_nothing_vanishes(payload, name, msgpack):
+    headers = {"Telemetry-Dictionary": name}
+    if msgpack:
+        headers["Content-Type"] = "application/msgpack"
+        data = msgspec.msgpack.encode(payload)
+    else:
+        data = json.dumps(payload).encode()
+    result = decode_message(SUBJ, data, headers, NOW, dictionaries=DICTS)
+    assert result.points or result.rejections
+    for point in result.points:
+        assert point[3] in {"power_w", "energy_kwh", "temp.c"} or not point[3].isdigit()
+    for r in result.rejections:
+        assert r.reason in reasons.REASONS and r.error
