@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import nats.errors
 from nats.aio.client import Client
@@ -23,6 +23,7 @@ from ingest_daemon.batching import Batcher, InHand
 from ingest_daemon.jetstream import PullRequests, delivery
 from ingest_daemon.metrics import Metrics
 from telemetry_core.decode import Decoded, Limits, Rejection, decode_message
+from telemetry_core.dictionaries import Dictionary
 from telemetry_core.reasons import MAX_DELIVERIES
 from telemetry_core.subjects import STREAM
 
@@ -44,6 +45,7 @@ class Consumer:
         pull_batch: int,
         max_deliver: int,
         limits: Limits,
+        dictionaries: Mapping[str, Dictionary] | None = None,
         in_hand: InHand,
         batcher: Batcher,
         metrics: Metrics,
@@ -54,6 +56,7 @@ class Consumer:
         self.pull_batch = pull_batch
         self.max_deliver = max_deliver
         self.limits = limits
+        self.dictionaries = dictionaries or {}
         self.in_hand = in_hand
         self.batcher = batcher
         self.metrics = metrics
@@ -135,7 +138,9 @@ class Consumer:
                 decoded = Decoded(rejections=[Rejection(None, MAX_DELIVERIES, error)])
                 self.batcher.add(msg, decoded, stream_seq)
                 return
-        decoded = decode_message(msg.subject, msg.data, headers, time.time_ns(), self.limits)
+        decoded = decode_message(
+            msg.subject, msg.data, headers, time.time_ns(), self.limits, self.dictionaries
+        )
         self.batcher.add(msg, decoded, stream_seq)
 
     async def wind_down(self, deadline: float) -> None:

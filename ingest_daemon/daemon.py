@@ -97,6 +97,7 @@ class Daemon:
             pull_batch=pull_batch,
             max_deliver=s.max_deliver,
             limits=limits,
+            dictionaries=self.config.dictionaries,
             in_hand=self.in_hand,
             batcher=self.batcher,
             metrics=self.metrics,

@@ -23,7 +23,8 @@ from telemetry_core.subjects import STREAM, dlq_subject
 log = logging.getLogger(__name__)
 
 MAX_REJECTED_IN_HEADER = 200
-PASS_THROUGH = ("Content-Type", "Content-Encoding", "Nats-Msg-Id")
+# Headers a replay needs to read the bytes as the device meant them (and the original id).
+PASS_THROUGH = ("Content-Type", "Content-Encoding", "Telemetry-Dictionary", "Nats-Msg-Id")
 
 
 def _clean(text: str, limit: int = 1000) -> str:
@@ -53,8 +54,9 @@ def dead_letter_headers(
         "Telemetry-Original-Sequence": str(stream_seq),
         "Telemetry-Received-At": str(received_ns),
     }
+    lowered = {k.lower(): v for k, v in headers.items()} if headers else {}
     for name in PASS_THROUGH:
-        value = (headers or {}).get(name)
+        value = lowered.get(name.lower())
         if value is not None:
             key = "Telemetry-Original-Msg-Id" if name == "Nats-Msg-Id" else name
             out[key] = _clean(value, 512)

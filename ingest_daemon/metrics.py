@@ -52,6 +52,17 @@ class Metrics:
             "Messages not yet acknowledged by the durable consumer (pending + ack pending)",
             registry=r,
         )
+        self.lag_seconds = Gauge(
+            "telemetry_ingest_lag_seconds",
+            "Age of the oldest message the durable consumer has not acknowledged (0 when"
+            " caught up)",
+            registry=r,
+        )
+        self.dlq_messages = Gauge(
+            "telemetry_ingest_dlq_messages",
+            "Messages in the dead-letter stream IOT_DLQ",
+            registry=r,
+        )
         self.store_up = Gauge(
             "telemetry_ingest_store_up", "1 when the last store write succeeded", registry=r
         )

@@ -2,11 +2,11 @@
 
 A dead letter on stream ``IOT_DLQ`` holds the original bytes untouched and the reasons in
 headers (see ingest_daemon.dlq). Replay republishes those bytes, with the original
-``Content-Type``/``Content-Encoding``, to the original subject, so the daemon validates them
-again like any new message: what is fixed now is stored, what is still bad comes back as a
-new letter. A letter is deleted only after JetStream acknowledged its republish, so a replay
-interrupted at any point loses nothing (at worst a letter is replayed twice, which the
-identity upsert absorbs).
+``Content-Type``, ``Content-Encoding`` and ``Telemetry-Dictionary``, to the original subject,
+so the daemon validates them again like any new message: what is fixed now is stored, what
+is still bad comes back as a new letter. A letter is deleted only after JetStream
+acknowledged its republish, so a replay interrupted at any point loses nothing (at worst a
+letter is replayed twice, which the identity upsert absorbs).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ stored, the rest come back as new letters. NATS connection settings come from th
 TELEMETRY_NATS_* variables as the daemon."""
 
 PREVIEW_CHARS = 120
-KEEP_HEADERS = ("Content-Type", "Content-Encoding")
+KEEP_HEADERS = ("Content-Type", "Content-Encoding", "Telemetry-Dictionary")
 
 
 @dataclass

@@ -74,6 +74,7 @@ def daemon_user(durable: str = DEFAULT_DURABLE, name: str = DAEMON_USER) -> User
         f"{api}.STREAM.CREATE.{STREAM}",
         f"{api}.STREAM.CREATE.{DLQ_STREAM}",
         f"{api}.CONSUMER.INFO.{STREAM}.{durable}",
+        f"{api}.STREAM.MSG.GET.{STREAM}",  # the oldest unacknowledged message's age
         f"{api}.CONSUMER.DURABLE.CREATE.{STREAM}.{durable}",  # nats-py's durable create
         f"{api}.CONSUMER.CREATE.{STREAM}.{durable}",  # the newer named form
         f"{api}.CONSUMER.CREATE.{STREAM}.{durable}.>",  # ... with its filter subject

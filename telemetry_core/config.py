@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from telemetry_core.alerts.rules import (
     Threshold,
     parse_rules,
 )
+from telemetry_core.dictionaries import parse_dictionaries
 from telemetry_core.errors import ConfigError
 from telemetry_core.identifiers import IdentifierError, check_field, check_name
 from telemetry_core.timeutil import TimestampError, format_rfc3339, parse_rfc3339, to_datetime
@@ -104,6 +105,8 @@ class Config:
     rollups: Rollups = Rollups()
     anomalies: tuple[AnomalyRule, ...] = ()
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    # [dictionaries.<name>]: integer key -> field name (header Telemetry-Dictionary)
+    dictionaries: dict[str, dict[int, str]] = field(default_factory=dict)
 
     def site(self, site_id: str) -> Site:
         """A site missing from the file has UTC and no work hours."""
@@ -178,7 +181,8 @@ def _site(site_id: str, raw: Any) -> Site:
 def parse_config(data: dict[str, Any]) -> Config:
     _take(
         data,
-        {"sites", "fields", "thresholds", "anomalies", "alerts", "retention", "rollups"},
+        {"sites", "fields", "thresholds", "anomalies", "alerts", "retention", "rollups"}
+        | {"dictionaries"},
         "the config file",
     )
     sites = {sid: _site(sid, raw) for sid, raw in _table(data.get("sites", {}), "[sites]").items()}
@@ -201,7 +205,9 @@ def parse_config(data: dict[str, Any]) -> Config:
         _positive_int(ret.get("rollup_15m_days", 90), "[retention] rollup_15m_days"),
     )
     rollups = _rollups(_table(data.get("rollups", {}), "[rollups]"))
-    return Config(sites, fields, thresholds, retention, rollups, anomalies, alerts)
+    config = Config(sites, fields, thresholds, retention, rollups, anomalies, alerts)
+    dictionaries = parse_dictionaries(data.get("dictionaries", {}))
+    return replace(config, dictionaries=dictionaries)
 
 
 def _rollups(roll: dict[str, Any]) -> Rollups:

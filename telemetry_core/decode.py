@@ -7,7 +7,9 @@ in ``reasons``. Accepted forms:
 * a list of readings (each may carry its own timestamp)
 * ``{"timestamp": ..., "readings": [{"name": ..., "value": ..., "unit": ..., "quality": ...}]}``
 
-A top-level timestamp applies to every reading that has none. ``site_id`` and
+A top-level timestamp applies to every reading that has none. With the header
+``Telemetry-Dictionary``, integer keys and names are field names of that dictionary
+(``dictionaries``), mapped before anything else is checked. ``site_id`` and
 ``device_id`` may be repeated in a payload and must then equal the subject's. A reading
 is the unit of acceptance: it is stored whole or rejected whole with one reason, so
 ``stored + rejected`` always equals the readings sent.
@@ -16,9 +18,11 @@ is the unit of acceptance: it is stored whole or rejected whole with one reason,
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from telemetry_core.dictionaries import Dictionary, map_flat, map_item, select
 from telemetry_core.identifiers import IdentifierError, is_field
 from telemetry_core.payload import decode_body
 from telemetry_core.reasons import (
@@ -216,8 +220,12 @@ def decode_message(
     headers: dict[str, str] | None,
     now_ns: int,
     limits: Limits = Limits(),
+    dictionaries: Mapping[str, Dictionary] | None = None,
 ) -> Decoded:
-    """Never raises for bad input: every problem becomes a ``Rejection`` with a reason."""
+    """Never raises for bad input: every problem becomes a ``Rejection`` with a reason.
+
+    ``dictionaries`` (the config's ``[dictionaries.<name>]``) serve messages whose header
+    ``Telemetry-Dictionary`` names one; without that header they are not looked at."""
     try:
         try:
             sub = _subjects.get(subject) or _remember(_subjects, subject, parse_subject(subject))
@@ -226,8 +234,9 @@ def decode_message(
         except ValueError as exc:
             raise Reject(BAD_SUBJECT, str(exc)) from None
         ctx = _Context(sub.measurement, sub.site_id, sub.device_id, now_ns, limits)
+        dictionary = select(headers, dictionaries or {}) if headers else None
         payload = decode_body(data, headers, limits.max_bytes)
-        if type(payload) is dict and "readings" not in payload:
+        if dictionary is None and type(payload) is dict and "readings" not in payload:
             # The common case, one flat reading: the general loop below gives the same
             # result, a few hundred nanoseconds later (this runs for every message).
             try:
@@ -247,6 +256,8 @@ def decode_message(
     for index, (form, entry, inherited) in enumerate(entries):
         try:
             if form == "flat":
+                if dictionary is not None:
+                    entry = map_flat(entry, dictionary)
                 if not isinstance(entry, dict):
                     raise Reject(
                         BAD_PAYLOAD, f"reading must be an object, got {type(entry).__name__}"
@@ -255,6 +266,8 @@ def decode_message(
             else:
                 parent, item = entry
                 ctx.check_owner(parent)
+                if dictionary is not None:
+                    item = map_item(item, dictionary)
                 points = _item_reading(ctx, item, inherited)
         except Reject as rej:
             result.rejections.append(Rejection(index, rej.reason, rej.error))

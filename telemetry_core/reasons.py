@@ -18,10 +18,12 @@ NON_NUMERIC = "non_numeric"
 NO_FIELDS = "no_fields"
 MAX_DELIVERIES = "max_deliveries"
 STORE_REJECTED = "store_rejected"  # the store refused valid-looking readings (not an outage)
+UNKNOWN_DICTIONARY = "unknown_dictionary"  # header Telemetry-Dictionary names no [dictionaries.*]
+UNKNOWN_KEY = "unknown_key"  # an integer key or name its dictionary does not hold
 REASONS = (
     UNDECODABLE, BAD_PAYLOAD, TOO_LARGE, BAD_SUBJECT, BAD_IDENTIFIER, SUBJECT_MISMATCH,
     MISSING_TIMESTAMP, BAD_TIMESTAMP, FUTURE_TIMESTAMP, TOO_OLD, NON_FINITE, NON_NUMERIC,
-    NO_FIELDS, MAX_DELIVERIES, STORE_REJECTED,
+    NO_FIELDS, MAX_DELIVERIES, STORE_REJECTED, UNKNOWN_DICTIONARY, UNKNOWN_KEY,
 )  # fmt: skip
 
 
