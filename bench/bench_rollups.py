@@ -149,9 +149,9 @@ def dagster_deployment(folder: Path, env: dict[str, str], instance: str):
             dagster_env,
             start_topology,
             stop_topology,
-            temporary_database,
             wait_topology,
         )
+        from tests.pg import temporary_database
 
         with temporary_database("telemetry_bench") as database:
             topo = start_topology(folder, database, env)
