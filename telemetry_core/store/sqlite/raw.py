@@ -36,6 +36,7 @@ from telemetry_core.store.base import (
     WriteResult,
 )
 from telemetry_core.store.sqlite.base import sql_filters, to_frame
+from telemetry_core.store.sqlite.recount import SqliteRecount
 from telemetry_core.store.sqlite.retention import SqliteRetention
 from telemetry_core.store.sqlite.rollups import SqliteRollups
 from telemetry_core.windows import WINDOW_15M_NS
@@ -78,8 +79,9 @@ def _insert_raw(conn: sqlite3.Connection, params: list) -> None:
             conn.execute(_UPSERT.format(values=values), chunk)
 
 
-class SqliteStore(SqliteRollups, SqliteRetention):
-    """The store: raw points and late marks here; rollups and retention in their parts."""
+class SqliteStore(SqliteRollups, SqliteRetention, SqliteRecount):
+    """The store: raw points and late marks here; rollups, retention and the raw check's
+    recount in their parts."""
 
     def _series_id(self, conn: sqlite3.Connection, key: tuple[str, str, str, str]) -> int:
         conn.execute(
