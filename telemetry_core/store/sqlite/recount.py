@@ -51,12 +51,17 @@ class SqliteRecount(SqliteBase):
 
         rows: list[tuple] = []
         with self._lock, self._translate():
-            for ws in range(start_ns - start_ns % width_ns, end_ns, width_ns):
-                a, b = max(ws, start_ns), min(ws + width_ns, end_ns)
-                rows += [(ws, *r) for r in self._conn.execute(_RECOUNT, (a, b))]
-            series = self._conn.execute(
-                "SELECT id, measurement, site_id, device_id, field FROM series"
-            ).fetchall()
+            conn = self._conn
+            conn.execute("BEGIN")  # one snapshot for every window, whatever the daemon writes
+            try:
+                for ws in range(start_ns - start_ns % width_ns, end_ns, width_ns):
+                    a, b = max(ws, start_ns), min(ws + width_ns, end_ns)
+                    rows += [(ws, *r) for r in conn.execute(_RECOUNT, (a, b))]
+                series = conn.execute(
+                    "SELECT id, measurement, site_id, device_id, field FROM series"
+                ).fetchall()
+            finally:
+                conn.execute("COMMIT")
         columns = ("window_start", "series_id", *PARTIAL_COLUMNS)
         schema = {c: getattr(pl, PARTIAL_SCHEMA.get(c, "Int64")) for c in columns}
         counted = pl.DataFrame(rows, schema=schema, orient="row")
