@@ -1,4 +1,4 @@
-"""SqliteStore.scan_points (the raw reconciliation check's read): the same points as
+"""SqliteStore.scan_points (the protocol's plain scan): the same points as
 read_points, in any order, with rewrites resolved and the range half-open."""
 
 from __future__ import annotations
