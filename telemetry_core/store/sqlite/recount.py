@@ -17,8 +17,8 @@ crosses into Python costs ~0.7 µs (a tuple and its objects, then a frame), abou
 whole aggregation costs inside SQLite; reading columns in bulk as text
 (``group_concat``) was no cheaper (SQLite's float formatting) and not exact. Grouped
 inside one window, the sort SQLite needs for ``GROUP BY`` stays small: a week's recount
-measured ~0.7x ``aggregate_raw``'s CPU and ~0.5x that of reading the points back
-(docs/dagster.md, Benchmark).
+measured 0.68x ``aggregate_raw``'s CPU and 0.55x that of reading the points back
+(docs/dagster.md, Checks).
 """
 
 from __future__ import annotations
