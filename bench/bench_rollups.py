@@ -49,13 +49,19 @@ WEEK_START = parse_rfc3339("2026-11-09T00:00:00Z")  # a Monday
 SITES = [f"site-{c}" for c in "abcde"]
 ZONES = ["Europe/Berlin", "America/New_York", "Asia/Tokyo", "UTC", "Australia/Sydney"]
 TIMINGS: dict[str, float] = {}
+CPU: dict[str, float] = {}  # process CPU time (every thread): steadier than wall on a busy machine
 
 
 @contextmanager
 def timed(name: str):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     yield
     TIMINGS[name] = TIMINGS.get(name, 0.0) + time.perf_counter() - t0
+    CPU[name] = CPU.get(name, 0.0) + time.process_time() - c0
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def bench_config() -> Config:
@@ -117,16 +123,18 @@ def compute_all(store: Store, config: Config, start: int, end: int) -> None:
             store.replace_rollups(spec.level, start, end, rows)
 
 
-def run_checks(store: SqliteStore, config: Config, start: int, end: int) -> dict[str, float]:
+def run_checks(
+    store: SqliteStore, config: Config, start: int, end: int
+) -> dict[str, tuple[float, float]]:
     """Every asset check's function over [start, end), timed one by one (as one range run
-    of a backfill runs them)."""
+    of a backfill runs them): name -> (wall, CPU) seconds."""
     from telemetry_assets.checks import CHECK_FUNCTIONS
 
     took = {}
     for name, fn in CHECK_FUNCTIONS.items():
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = fn(store, config, start, end)
-        took[name] = time.perf_counter() - t0
+        took[name] = (time.perf_counter() - t0, time.process_time() - c0)
         if not result.passed and "complete" not in name:
             print(f"    check {name} FAILED: {result.metadata}")
     return took
@@ -150,9 +158,9 @@ def dagster_deployment(folder: Path, env: dict[str, str], instance: str):
             dagster_env,
             start_topology,
             stop_topology,
-            temporary_database,
             wait_topology,
         )
+        from tests.pg import temporary_database
 
         with temporary_database("telemetry_bench") as database:
             topo = start_topology(folder, database, env)
@@ -401,26 +409,36 @@ def main() -> None:
         f"\n2) pure compute, all six levels over {args.days} days ({partition_key(WEEK_START)} ..)"
     )
     TIMINGS.clear()
-    t0 = time.perf_counter()
+    CPU.clear()
+    print(f"  ({load()})")
+    t0, c0 = time.perf_counter(), time.process_time()
     compute_all(store, config, WEEK_START, end)
     compute = time.perf_counter() - t0
-    print(f"  {compute:.2f}s")
+    print(f"  {compute:.2f}s (CPU {time.process_time() - c0:.2f}s)")
     for name, secs in sorted(TIMINGS.items(), key=lambda kv: -kv[1]):
-        print(f"    {name:<28} {secs:6.2f}s")
+        print(f"    {name:<28} {secs:6.2f}s  CPU {CPU[name]:6.2f}s")
     rows = {
         lvl: store.read_rollups(lvl, WEEK_START, end).height for lvl in ("15m", "1h", "site_1h")
     }
     print(f"  rows: {rows}")
     print(f"\n2b) every asset check over the same {args.days} days")
+    print(f"  ({load()})")
     took = run_checks(store, config, WEEK_START, end)
-    print(f"  {sum(took.values()):.2f}s")
-    for name, secs in sorted(took.items(), key=lambda kv: -kv[1])[:4]:
-        print(f"    {name:<34} {secs:6.2f}s")
+    print(
+        f"  {sum(w for w, _ in took.values()):.2f}s (CPU {sum(c for _, c in took.values()):.2f}s)"
+    )
+    for name, (wall, cpu) in sorted(took.items(), key=lambda kv: -kv[1][1])[:4]:
+        print(f"    {name:<34} {wall:6.2f}s  CPU {cpu:6.2f}s")
+    raw_cpu = took["rollup_15m_matches_raw_counts"][1]
+    agg_cpu = CPU.get("aggregate_raw (SQLite)", 0.0)
+    if agg_cpu:
+        print(f"  raw check / aggregate_raw, CPU: {raw_cpu / agg_cpu:.2f}")
     store.close()
 
     if not args.skip_dagster:
         print(
             f"\n3) end-to-end Dagster backfill of the six assets over the same range ({args.instance})"
+            f" ({load()})"
         )
         if args.subset_planned_events:
             os.environ["DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"] = "1"
@@ -431,6 +449,7 @@ def main() -> None:
             f"({wall:.1f}s); inside runs <= 2x compute: "
             f"{'met' if inside <= 2 * compute else 'MISSED'} ({inside / compute:.1f}x)"
         )
+        print(f"  ({load()} at the end)")
 
     if not args.skip_window:
         big_window(folder, config, args.window_values)

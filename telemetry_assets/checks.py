@@ -4,9 +4,11 @@
   boundary, count >= 1, min <= mean <= max, delta fields >= 0 (``rollup_schema``).
 * Reconciliation, one per level (the spec row names it). Two kinds, and the descriptions
   say which is which:
-  - the raw level is checked against an *independent* computation: the raw points read
-    back and rolled up in polars (``rollup_raw``), while the asset used the store's own
-    aggregation (SQL or InfluxQL);
+  - the raw level is checked against an *independent* computation, while the asset used
+    the store's own aggregation (``aggregate_raw``: SQL or InfluxQL): on SQLite a recount
+    written apart from it (``SqliteStore.recount_raw``: per-window range statements,
+    first/last by primary-key lookup, names joined in polars); on other stores the raw
+    points read back and rolled up in polars (``rollup_raw``);
   - a merged level is checked for *consistency* with its stored parent, recomputed with
     the same ``combine`` the asset runs. That catches levels drifting apart (rows lost or
     altered in the store, a parent rewritten without its children), not a bug in
@@ -21,7 +23,7 @@ check then validates the whole range, and no automation is gated on checks.
 """
 
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, Protocol, cast, runtime_checkable
 
 import dagster as dg
 import polars as pl
@@ -95,16 +97,45 @@ def raw_rollup_in_polars(s: Store, start: int, end: int, width_ns: int) -> pl.Da
     return pl.concat(chunks) if chunks else rollup_raw(read(start, start), width_ns)
 
 
+@runtime_checkable
+class RecountsRaw(Protocol):
+    """A store with a recount of its raw points written apart from its ``aggregate_raw``
+    (``SqliteStore.recount_raw``). Cheaper than reading every point back into Python, and
+    as independent of the aggregation under test: see ``telemetry_core/store/sqlite/
+    recount.py`` for how the two queries differ and tests/assets/test_raw_check.py for the
+    mistakes in ``aggregate_raw`` it is shown to catch."""
+
+    def recount_raw(self, start_ns: int, end_ns: int, width_ns: int) -> pl.DataFrame: ...
+
+
+RECOUNT_SOURCE = "raw points, recounted by the store's separate query (recount_raw)"
+POLARS_SOURCE = "raw points, recomputed in polars (rollup_raw)"
+
+
+def raw_partials(s: Store, start: int, end: int, width_ns: int) -> tuple[pl.DataFrame, str]:
+    """(the expected partials of the raw level, where they came from)."""
+    store: object = s
+    if isinstance(store, _ReadsOnce):  # a check step's view of the store
+        store = store.store
+    if isinstance(store, RecountsRaw):
+        return store.recount_raw(start, end, width_ns), RECOUNT_SOURCE
+    return raw_rollup_in_polars(s, start, end, width_ns), POLARS_SOURCE
+
+
 def describe_reconciliation(spec: RollupSpec) -> tuple[str, str]:
     """(check description, short ``compared_with`` metadata) — honest about independence."""
     if spec.parent is None:
         return (
             f"Independent recomputation: every partial (count, sum, min, max, first, last "
-            f"and their times) of each {spec.grain} window is recomputed in polars from the "
-            "raw points read back (read_points + telemetry_core.rollup.rollup_raw) and "
-            "compared with the stored rows, which the asset took from the store's own "
-            "aggregation (aggregate_raw: SQL in SQLite, InfluxQL in InfluxDB).",
-            "raw points, recomputed in polars (rollup_raw)",
+            f"and their times) of each {spec.grain} window and series is recomputed from "
+            "the raw points and compared with the stored rows, which the asset took from "
+            "the store's own aggregation (aggregate_raw). On SQLite by a recount written "
+            "apart from aggregate_raw (recount_raw: one range statement per window, first "
+            "and last by primary-key lookup, names joined in polars), so a row dropped or "
+            "a boundary point put in the wrong window by aggregate_raw, a first/last taken "
+            "from the wrong point or a series given the wrong names fails it; on other "
+            "stores in polars from the points read back (scan_points + rollup_raw).",
+            "raw points (recount_raw on SQLite, else rollup_raw in polars)",
         )
     parent = SPECS_BY_ASSET[spec.parent]
     return (
@@ -123,7 +154,8 @@ def reconciliation_fn(spec: RollupSpec) -> CheckFn:
     def fn(s: Store, config: Config, start: int, end: int) -> dg.AssetCheckResult:
         actual = s.read_rollups(spec.level, start, end)
         if spec.parent is None:
-            expected = raw_rollup_in_polars(s, start, end, spec.width_ns)
+            expected, raw_source = raw_partials(s, start, end, spec.width_ns)
+            return reconcile(actual, expected, PARTIAL_COLUMNS, raw_source)
         else:
             parent_rows = s.read_rollups(SPECS_BY_ASSET[spec.parent].level, start, end)
             expected = combine(parent_rows, spec.width_ns, spec.scope)
@@ -220,6 +252,10 @@ class _ReadsOnce:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._rollups: dict[tuple, pl.DataFrame] = {}
+
+    @property
+    def store(self) -> Store:
+        return self._store
 
     def read_rollups(self, level: str, start: int, end: int, **filters) -> pl.DataFrame:
         key = (level, start, end, tuple(sorted(filters.items())))
