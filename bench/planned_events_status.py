@@ -87,9 +87,9 @@ def asset_view(url: str, asset: str) -> dict:
 def one_setting(folder: Path, flag: bool, instance: str) -> dict:
     import dagster as dg
     from bench_rollups import dagster_deployment
+    from telemetry_cli.dagster_local import graphql
 
     from telemetry_cli.backfill import LAUNCH, backfill_params
-    from telemetry_cli.dagster_local import graphql
     from telemetry_core.config import load_config
 
     folder.mkdir(parents=True)

@@ -23,7 +23,7 @@ check then validates the whole range, and no automation is gated on checks.
 """
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import Any, cast
 
 import dagster as dg
 import polars as pl
@@ -38,14 +38,12 @@ from telemetry_core.rollup import (
     SPECS_BY_ASSET,
     RollupSpec,
     combine,
-    rollup_raw,
     spec_for,
 )
 from telemetry_core.store.base import ALL, PARTIAL_COLUMNS, Store
-from telemetry_core.windows import DAY_NS, WINDOW_15M_NS
+from telemetry_core.windows import WINDOW_15M_NS
 
 CheckFn = Callable[[Store, Config, int, int], dg.AssetCheckResult]
-RAW_CHUNK_NS = DAY_NS  # raw points read back a day at a time: bounded memory in backfills
 
 
 def mismatches(
@@ -81,45 +79,7 @@ def reconcile(
     return dg.AssetCheckResult(passed=diff.height == 0, metadata=metadata)
 
 
-def raw_rollup_in_polars(s: Store, start: int, end: int, width_ns: int) -> pl.DataFrame:
-    """Partials of the raw points recomputed outside the store (``rollup_raw``), a day
-    of raw points at a time.
-
-    The points come from the store's plain scan (``Store.scan_points``: no ORDER BY, no
-    join in SQL where the backend can skip them); ``rollup_raw`` orders by time itself, so
-    the order does not matter. Either way the store only *reads* rows here: the
-    aggregation being checked (``aggregate_raw``) is not involved."""
-    read = s.scan_points
-    chunks = [
-        rollup_raw(read(a, min(a + RAW_CHUNK_NS, end)), width_ns)
-        for a in range(start, end, RAW_CHUNK_NS)
-    ]
-    return pl.concat(chunks) if chunks else rollup_raw(read(start, start), width_ns)
-
-
-@runtime_checkable
-class RecountsRaw(Protocol):
-    """A store with a recount of its raw points written apart from its ``aggregate_raw``
-    (``SqliteStore.recount_raw``). Cheaper than reading every point back into Python, and
-    as independent of the aggregation under test: see ``telemetry_core/store/sqlite/
-    recount.py`` for how the two queries differ and tests/assets/test_raw_check.py for the
-    mistakes in ``aggregate_raw`` it is shown to catch."""
-
-    def recount_raw(self, start_ns: int, end_ns: int, width_ns: int) -> pl.DataFrame: ...
-
-
-RECOUNT_SOURCE = "raw points, recounted by the store's separate query (recount_raw)"
-POLARS_SOURCE = "raw points, recomputed in polars (rollup_raw)"
-
-
-def raw_partials(s: Store, start: int, end: int, width_ns: int) -> tuple[pl.DataFrame, str]:
-    """(the expected partials of the raw level, where they came from)."""
-    store: object = s
-    if isinstance(store, _ReadsOnce):  # a check step's view of the store
-        store = store.store
-    if isinstance(store, RecountsRaw):
-        return store.recount_raw(start, end, width_ns), RECOUNT_SOURCE
-    return raw_rollup_in_polars(s, start, end, width_ns), POLARS_SOURCE
+RAW_SOURCE = "raw points, recounted by the store apart from aggregate_raw (recount_raw)"
 
 
 def describe_reconciliation(spec: RollupSpec) -> tuple[str, str]:
@@ -135,7 +95,7 @@ def describe_reconciliation(spec: RollupSpec) -> tuple[str, str]:
             "a boundary point put in the wrong window by aggregate_raw, a first/last taken "
             "from the wrong point or a series given the wrong names fails it; on other "
             "stores in polars from the points read back (scan_points + rollup_raw).",
-            "raw points (recount_raw on SQLite, else rollup_raw in polars)",
+            RAW_SOURCE,
         )
     parent = SPECS_BY_ASSET[spec.parent]
     return (
@@ -154,8 +114,8 @@ def reconciliation_fn(spec: RollupSpec) -> CheckFn:
     def fn(s: Store, config: Config, start: int, end: int) -> dg.AssetCheckResult:
         actual = s.read_rollups(spec.level, start, end)
         if spec.parent is None:
-            expected, raw_source = raw_partials(s, start, end, spec.width_ns)
-            return reconcile(actual, expected, PARTIAL_COLUMNS, raw_source)
+            expected = s.recount_raw(start, end, spec.width_ns)
+            return reconcile(actual, expected, PARTIAL_COLUMNS, RAW_SOURCE)
         else:
             parent_rows = s.read_rollups(SPECS_BY_ASSET[spec.parent].level, start, end)
             expected = combine(parent_rows, spec.width_ns, spec.scope)

@@ -24,7 +24,7 @@ from telemetry_core.store.base import (
     check_level,
     level_width,
 )
-from telemetry_core.windows import HOUR_NS, WINDOW_15M_NS
+from telemetry_core.windows import DAY_NS, HOUR_NS, WINDOW_15M_NS
 
 if TYPE_CHECKING:
     from telemetry_core.config import Config
@@ -126,6 +126,23 @@ def rollup_raw(raw: pl.DataFrame, width_ns: int) -> pl.DataFrame:
         )
         .sort(keys)
     )
+
+
+RECOUNT_CHUNK_NS = DAY_NS  # points read back a day at a time: bounded memory in backfills
+
+
+def recount_from_points(store: Store, start_ns: int, end_ns: int, width_ns: int) -> pl.DataFrame:
+    """``Store.recount_raw`` for stores without a recount of their own: the points read
+    back a day at a time (``scan_points``: the store only *reads* rows, its aggregation is
+    not involved) and their partials recomputed here by ``rollup_raw``, which orders by time
+    itself."""
+    chunks = [
+        rollup_raw(store.scan_points(a, min(a + RECOUNT_CHUNK_NS, end_ns)), width_ns)
+        for a in range(start_ns, end_ns, RECOUNT_CHUNK_NS)
+    ]
+    if not chunks:
+        return rollup_raw(store.scan_points(start_ns, start_ns), width_ns)
+    return pl.concat(chunks)
 
 
 def combine(partials: pl.DataFrame, width_ns: int, scope: str = "device") -> pl.DataFrame:

@@ -123,6 +123,15 @@ class Store(Protocol):
         check), so a backend may skip sorting and joining."""
         ...
 
+    def recount_raw(self, start_ns: int, end_ns: int, width_ns: int) -> pl.DataFrame:
+        """The same partials as :meth:`aggregate_raw` (``PARTIAL_SCHEMA``, in no promised
+        order), computed by a path written apart from it, for the raw reconciliation check:
+        a mistake in one (a dropped row, a boundary point in the wrong window, first and
+        last swapped, misnamed series) shows as a mismatch instead of hiding in both.
+        SQLite recounts in SQL of its own (``sqlite/recount.py``); the others read the
+        points back and recompute them in polars (``rollup.recount_from_points``)."""
+        ...
+
     def aggregate_raw(
         self, start_ns: int, end_ns: int, width_ns: int, *, site_id: str | None = None
     ) -> pl.DataFrame:

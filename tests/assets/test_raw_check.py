@@ -14,12 +14,17 @@ import pytest
 
 from telemetry_assets.checks import (
     CHECK_FUNCTIONS,
-    POLARS_SOURCE,
-    RECOUNT_SOURCE,
+    RAW_SOURCE,
     mismatches,
 )
 from telemetry_core.config import load_config
-from telemetry_core.rollup import compute_rollup, rollup_raw, spec_for, with_work_hours
+from telemetry_core.rollup import (
+    compute_rollup,
+    recount_from_points,
+    rollup_raw,
+    spec_for,
+    with_work_hours,
+)
 from telemetry_core.store.base import PARTIAL_COLUMNS
 from telemetry_core.store.sqlite import SqliteStore
 from telemetry_core.windows import WINDOW_15M_NS
@@ -77,15 +82,16 @@ class BuggyStore(SqliteStore):
 
 
 class WithoutRecount:
-    """Any store without ``recount_raw`` (InfluxDB, PostgreSQL): the check falls back to
-    reading the points back and recomputing them in polars."""
+    """The store with the recount the other backends use (InfluxDB, PostgreSQL): the
+    points read back and recomputed in polars (``rollup.recount_from_points``)."""
 
     def __init__(self, store: SqliteStore) -> None:
         self._store = store
 
+    def recount_raw(self, start_ns: int, end_ns: int, width_ns: int) -> pl.DataFrame:
+        return recount_from_points(self._store, start_ns, end_ns, width_ns)
+
     def __getattr__(self, name: str):
-        if name == "recount_raw":
-            raise AttributeError(name)
         return getattr(self._store, name)
 
 
@@ -117,7 +123,7 @@ def test_check_fails_on_a_mistake_in_aggregate_raw(env, bug, path):
         md = {k: v.value for k, v in result.metadata.items()}
         assert not result.passed, md
         assert md["mismatched_rows"] >= 1
-        assert md["compared_with"] == (RECOUNT_SOURCE if path == "recount" else POLARS_SOURCE)
+        assert md["compared_with"] == RAW_SOURCE
     finally:
         store.close()
 

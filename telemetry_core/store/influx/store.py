@@ -179,6 +179,13 @@ class InfluxStore(LateMixin, RollupMixin):
         """InfluxDB returns series in tag order anyway: the plain read is the scan."""
         return self.read_points(start_ns, end_ns)
 
+    def recount_raw(self, start_ns: int, end_ns: int, width_ns: int) -> pl.DataFrame:
+        """The points read back and recomputed in polars, apart from the InfluxQL
+        aggregation of ``aggregate_raw``."""
+        from telemetry_core.rollup import recount_from_points
+
+        return recount_from_points(self, start_ns, end_ns, width_ns)
+
     def ping(self) -> None:
         self._http.ping()
         self._ensure()

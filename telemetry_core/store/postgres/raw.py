@@ -205,6 +205,13 @@ class PostgresStore(PostgresLate, PostgresRollups, PostgresRetention):
         points = pl.concat(blocks).join(names, on="series_id", how="left")
         return points.select(list(RAW_SCHEMA))
 
+    def recount_raw(self, start_ns: int, end_ns: int, width_ns: int) -> pl.DataFrame:
+        """The points read back in binary blocks and recomputed in polars, apart from the
+        SQL aggregation of ``aggregate_raw``."""
+        from telemetry_core.rollup import recount_from_points
+
+        return recount_from_points(self, start_ns, end_ns, width_ns)
+
     def aggregate_raw(
         self, start_ns: int, end_ns: int, width_ns: int, *, site_id: str | None = None
     ) -> pl.DataFrame:
