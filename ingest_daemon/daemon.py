@@ -32,6 +32,7 @@ from ingest_daemon.consumer import Consumer
 from ingest_daemon.dlq import DeadLetters
 from ingest_daemon.health import Health
 from ingest_daemon.jetstream import ensure_consumer, ensure_streams
+from ingest_daemon.lease import WriterLease
 from ingest_daemon.metrics import Metrics
 from ingest_daemon.settings import Settings
 from ingest_daemon.writer import AfterCommit, StoreWriter
@@ -75,8 +76,11 @@ class Daemon:
         self.exit_code = 0
         pull_batch = max(64, min(1000, s.batch_size))
         self.in_hand = InHand(s.batch_size, pull_batch, self._wake)
+        store = store or open_store(s.store_url)
+        # InfluxDB keeps stream order with one daemon per database (ingest_daemon/lease.py)
+        self.lease = WriterLease.for_store(store, self.fault)
         self.writer = StoreWriter(
-            store or open_store(s.store_url),
+            self.lease.guard(store) if self.lease else store,
             self.metrics,
             grace_ns=self.config.rollups.grace_seconds * NS,
             after_commit=after_commit,
@@ -131,6 +135,8 @@ class Daemon:
             self.metrics.nats_connected.set(1)
             log.debug("connected to NATS at %s", self._server(nc))
             js = nc.jetstream()
+            if self.lease is not None:
+                await self.lease.take(js, stop)  # LeaseHeld: one line, exit status 2
             if s.create_streams:
                 await ensure_streams(js, replicas=s.stream_replicas)
             max_ack_pending = max(20_000, 2 * self.in_hand.max_msgs)
@@ -209,6 +215,8 @@ class Daemon:
                 await asyncio.wait(pending, timeout=5)
         await self.consumer.wind_down(deadline)
         assert self.nc is not None
+        if self.lease is not None:
+            await self.lease.release()
         try:
             await self.nc.drain()
         except (nats.errors.Error, OSError) as exc:  # closing anyway
