@@ -76,8 +76,8 @@ def check_retention(url: str | None = None) -> None:
     daily job. Other stores always can (and are not opened); an unreachable server is
     not judged."""
     url = url or os.environ.get("TELEMETRY_STORE_URL") or DEFAULT_STORE_URL
-    if store_backend(url) != "influxdb":
-        return
+    if store_backend(url) != "influxdb" or url.split("://", 1)[0].lower() != "influxdb":
+        return  # influxdb2:// deletes through the delete API, always there
     store = open_store(url)
     try:
         check = getattr(store, "check_retention", None)
