@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
 from telemetry_core.identifiers import check_series_key
@@ -30,7 +31,7 @@ from telemetry_core.store.influx.rollups import RollupMixin
 if TYPE_CHECKING:
     import polars as pl
 
-_MAX_REQUEST_POINTS = 50_000  # ~5 MB of line protocol
+_PART_POINTS = 1_250  # points per request when a batch is sent in parts (see _send)
 
 
 class RawWriter:
@@ -42,6 +43,7 @@ class RawWriter:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.pre = PreWrite()
+        self.sender = ThreadPoolExecutor(1, thread_name_prefix="influx-raw-send")
 
 
 # (host, port, database, retention policy) -> its RawWriter, while a store uses it
@@ -113,12 +115,30 @@ class InfluxStore(LateMixin, RollupMixin):
         rows, seqs = pre.admit(self.query, rows, seqs)
         if not rows:
             return rows
-        lines = point_lines(rows, self._prefixes, seqs)
-        step = _MAX_REQUEST_POINTS
-        for i in range(0, len(lines), step):
-            self._writer.write("\n".join(lines[i : i + step]) + "\n")
+        self._send(rows, seqs)
         pre.wrote(rows)
         return rows
+
+    def _send(self, rows: Sequence[Point], seqs: Sequence[int] | int) -> None:
+        """Encode and POST the batch in parts, each part encoded while the server writes
+        the one before (on the database's sender thread): the encoding, most of this
+        store's own cost, then hides behind the server's work instead of adding to it.
+        Every part is acknowledged, or the call raises, before it returns."""
+        step = _PART_POINTS
+        pending: Future[None] | None = None
+        try:
+            for i in range(0, len(rows), step):
+                part_seqs = seqs if isinstance(seqs, int) else seqs[i : i + step]
+                lines = point_lines(rows[i : i + step], self._prefixes, part_seqs)
+                body = "\n".join(lines) + "\n"
+                if pending is not None:
+                    pending.result()
+                pending = self._raw.sender.submit(self._writer.write, body)
+            if pending is not None:
+                pending.result()
+        finally:  # never return (or raise) with a part still in flight
+            if pending is not None and not pending.done():
+                wait([pending])
 
     def read_points(
         self, start_ns, end_ns, *, measurement=None, field=None, site_id=None, device_id=None
