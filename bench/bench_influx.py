@@ -66,10 +66,18 @@ def batches(items: list, size: int) -> Iterator[list]:
         yield items[i : i + size]
 
 
-def timed(fn: Callable[[], object]) -> float:
-    t = time.perf_counter()
+CPU: dict[str, list[float]] = {}  # client CPU seconds per timed call, by label
+
+
+def timed(fn: Callable[[], object], label: str = "") -> float:
+    """Wall seconds of ``fn``; with a label, also this process's CPU seconds (every
+    thread), the client's own cost whatever else loads the machine."""
+    c, t = time.process_time(), time.perf_counter()
     fn()
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    if label:
+        CPU.setdefault(label, []).append(time.process_time() - c)
+    return wall
 
 
 def median_rate(n: int, seconds: list[float]) -> float:
@@ -117,12 +125,14 @@ def bench_ingest(args, host: str, port: int, tmp: Path) -> dict[str, float]:
             sqlite.close()
         influx = open_store(f"influxdb://{host}:{port}/bench_ours_{run}")
         influx.ping()  # set-up (CREATE DATABASE) outside the timing
-        results["influxdb"].append(timed(lambda s=influx: write_all(s, chunks, seqs)))
+        results["influxdb"].append(timed(lambda s=influx: write_all(s, chunks, seqs), "influxdb"))
         influx.close()
         bare = Bare(host, port, f"bench_bare_{run}")
-        results["bare"].append(timed(lambda b=bare: [b.write(body) for body in prepared]))
+        results["bare"].append(timed(lambda b=bare: [b.write(x) for x in prepared], "bare"))
         bare_seq = Bare(host, port, f"bench_bareseq_{run}")
-        results["bare_seq"].append(timed(lambda b=bare_seq: [b.write(x) for x in with_seq]))
+        results["bare_seq"].append(
+            timed(lambda b=bare_seq: [b.write(x) for x in with_seq], "bare_seq")
+        )
     rates = {k: median_rate(len(data), v) for k, v in results.items() if v}
     print(f"\n== ingest: {len(data):,} points ({len(data) // 2:,} readings of 2 fields), "
           f"batches of {args.batch:,} points with the daemon's seqs, median of {args.runs} runs")  # fmt: skip
@@ -135,6 +145,9 @@ def bench_ingest(args, host: str, port: int, tmp: Path) -> dict[str, float]:
     for name, label in labels.items():
         if name in rates:
             print(f"  {label:<28}{fmt(rates[name])} points   {fmt(rates[name] / 2)} readings")
+    cpu = {k: statistics.median(v) * 1e6 / len(data) for k, v in CPU.items()}
+    print(f"  client CPU per point: influxdb {cpu['influxdb']:.2f} us, bare {cpu['bare']:.2f} us, "
+          f"bare + seq {cpu['bare_seq']:.2f} us (all threads of this process)")  # fmt: skip
     ratio = rates["influxdb"] / rates["bare"]
     print(f"  influxdb:// vs bare client: {ratio:.0%} (goal >= 80%); "
           f"vs bare client + seq: {rates['influxdb'] / rates['bare_seq']:.0%}")  # fmt: skip

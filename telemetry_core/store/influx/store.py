@@ -31,7 +31,7 @@ from telemetry_core.store.influx.rollups import RollupMixin
 if TYPE_CHECKING:
     import polars as pl
 
-_PART_POINTS = 1_250  # points per request when a batch is sent in parts (see _send)
+_PART_POINTS = 1_250  # points per request when a batch is sent in parts (see _write_ordered)
 
 
 class RawWriter:
@@ -108,37 +108,42 @@ class InfluxStore(LateMixin, RollupMixin):
     ) -> Sequence[Point]:
         """Read what may be stored, drop what a newer message already wrote, write the
         rest; returns the points written. No wait and no check afterwards: nobody else
-        writes raw points to this database (see order.py)."""
-        pre = self._pre
+        writes raw points to this database (see order.py).
+
+        The batch goes in parts, each read, encoded and POSTed while the server writes the
+        part before (on the database's sender thread): this store's own work then hides
+        behind the server's instead of adding to it. Parts are written in order, so a
+        later point of an identity still lands last; what a part's read relies on is not
+        changed by the parts before it (a point of the same identity there has a sequence
+        no higher, or ``resolve`` kept one point per identity). Every part is acknowledged,
+        or the call raises, before it returns."""
+        pre, step = self._pre, _PART_POINTS
         if pre.needs_refresh(rows):
             pre.refresh(self.query, rows)
-        rows, seqs = pre.admit(self.query, rows, seqs)
-        if not rows:
-            return rows
-        self._send(rows, seqs)
-        pre.wrote(rows)
-        return rows
-
-    def _send(self, rows: Sequence[Point], seqs: Sequence[int] | int) -> None:
-        """Encode and POST the batch in parts, each part encoded while the server writes
-        the one before (on the database's sender thread): the encoding, most of this
-        store's own cost, then hides behind the server's work instead of adding to it.
-        Every part is acknowledged, or the call raises, before it returns."""
-        step = _PART_POINTS
+        written: list[Point] | None = None  # None while nothing was dropped
         pending: Future[None] | None = None
         try:
             for i in range(0, len(rows), step):
+                part = rows[i : i + step]
                 part_seqs = seqs if isinstance(seqs, int) else seqs[i : i + step]
-                lines = point_lines(rows[i : i + step], self._prefixes, part_seqs)
-                body = "\n".join(lines) + "\n"
+                kept, kept_seqs = pre.admit(self.query, part, part_seqs)
+                if len(kept) != len(part) and written is None:
+                    written = list(rows[:i])
+                if written is not None:
+                    written.extend(kept)
+                if not kept:
+                    continue
+                body = "\n".join(point_lines(kept, self._prefixes, kept_seqs)) + "\n"
                 if pending is not None:
                     pending.result()
                 pending = self._raw.sender.submit(self._writer.write, body)
+                pre.wrote(kept)  # early is safe: it only makes later points read first
             if pending is not None:
                 pending.result()
         finally:  # never return (or raise) with a part still in flight
             if pending is not None and not pending.done():
                 wait([pending])
+        return rows if written is None else written
 
     def read_points(
         self, start_ns, end_ns, *, measurement=None, field=None, site_id=None, device_id=None
