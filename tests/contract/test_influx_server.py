@@ -117,8 +117,8 @@ def test_two_stores_in_one_process_write_one_at_a_time(influx_server, db):
         b.write_points([(*KEY, T0 + 1, 100.0)], seqs=[100])
         order.append("b wrote")
 
-    def admit_then_let_b_try(query, rows, seqs):
-        out = admit(query, rows, seqs)  # a has read: nothing stored at T0 + 1
+    def admit_then_let_b_try(query, rows, seqs, keys):
+        out = admit(query, rows, seqs, keys)  # a has read: nothing stored at T0 + 1
         thread = threading.Thread(target=b_writes)
         thread.start()
         thread.join(0.5)  # b must not get through while a is between read and write

@@ -33,7 +33,7 @@ GAP_NS = 5 * 60 * 10**9  # a batch's times split into clusters at gaps wider tha
 AHEAD_NS = 15 * 60 * 10**9  # what the server holds is learnt up to this far past a batch
 STATEMENTS = 200  # InfluxQL statements per request
 _SEQ = quote_ident("seq")
-_KEY = itemgetter(0, 1, 2, 3)
+KEY = itemgetter(0, 1, 2, 3)
 _TIME = itemgetter(4)
 
 
@@ -145,45 +145,41 @@ class PreWrite:
         return known is None or max(map(itemgetter(4), rows)) > known.hi
 
     def admit(
-        self, query: Query, rows: Sequence[Point], seqs: Sequence[int] | int
-    ) -> tuple[Sequence[Point], Sequence[int] | int]:
-        """Drop the points whose identity is stored with a higher sequence."""
+        self, query: Query, rows: Sequence[Point], seqs: Sequence[int] | int, keys: Sequence[Key]
+    ) -> list[int] | None:
+        """The indices of the points to write: those whose identity is not stored with a
+        higher sequence (None: all of them). ``keys`` are the points' series keys."""
         known = self.known
         assert known is not None, "refresh() first"
         lo, hi, get = known.lo, known.hi, known.last.get
         floor = lo - 1
         maybe = [
             i
-            for i, (k, t) in enumerate(zip(map(_KEY, rows), map(_TIME, rows), strict=True))
+            for i, (k, t) in enumerate(zip(keys, map(_TIME, rows), strict=True))
             if not lo <= t <= hi or t <= get(k, floor)
         ]
         if not maybe:
-            return rows, seqs  # the streaming case: nothing to read
+            return None  # the streaming case: nothing to read
         wanted: dict[Key, list[int]] = {}
         for i in maybe:
-            m, s, d, f, t, _ = rows[i]
-            wanted.setdefault((m, s, d, f), []).append(t)
+            wanted.setdefault(keys[i], []).append(rows[i][4])
         stored = stored_seqs(query, wanted)
-        const = seqs if isinstance(seqs, int) else None
         drop = set()
         for i in maybe:
-            m, s, d, f, t, _ = rows[i]
-            have = stored.get(((m, s, d, f), t))
-            if have is not None and have > (const if const is not None else seqs[i]):  # type: ignore[index]
+            have = stored.get((keys[i], rows[i][4]))
+            if have is not None and have > (seqs if isinstance(seqs, int) else seqs[i]):
                 drop.add(i)
         if not drop:
-            return rows, seqs
+            return None
         self.superseded += len(drop)
-        keep = [i for i in range(len(rows)) if i not in drop]
-        kept_seqs = seqs if const is not None else [seqs[i] for i in keep]  # type: ignore[index]
-        return [rows[i] for i in keep], kept_seqs
+        return [i for i in range(len(rows)) if i not in drop]
 
-    def wrote(self, rows: Sequence[Point]) -> None:
+    def wrote(self, keys: Sequence[Key], rows: Sequence[Point]) -> None:
         """Our own points are stored now: a later point at or before them needs a read."""
         if self.known is None:
             return
         last = self.known.last
         get = last.get
-        for key, t in zip(map(_KEY, rows), map(_TIME, rows), strict=True):
+        for key, t in zip(keys, map(_TIME, rows), strict=True):
             if t > get(key, -(2**63)):
                 last[key] = t

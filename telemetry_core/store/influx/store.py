@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
 from telemetry_core.identifiers import check_series_key
-from telemetry_core.lineprotocol import check_finite, point_lines, series_prefixes
+from telemetry_core.lineprotocol import check_finite, raw_lines, series_prefixes
 from telemetry_core.store.base import Point, WriteResult
 from telemetry_core.store.influx.frames import raw_frame
 from telemetry_core.store.influx.http import InfluxRequestError, V1Http, quote_ident
@@ -25,7 +25,7 @@ from telemetry_core.store.influx.layout import (
     Writer,
     tag_filters,
 )
-from telemetry_core.store.influx.order import PreWrite, resolve
+from telemetry_core.store.influx.order import KEY, Key, PreWrite, resolve
 from telemetry_core.store.influx.rollups import RollupMixin
 
 if TYPE_CHECKING:
@@ -94,17 +94,19 @@ class InfluxStore(LateMixin, RollupMixin):
         if not points:
             return WriteResult(0)
         rows, row_seqs = resolve(points, seqs)
+        keys: list[Key] = list(map(KEY, rows))
         # Refuse a bad name or NaN anywhere before anything is sent.
-        series_prefixes(rows, measurement=RAW, cache=self._prefixes, check=check_series_key)
+        if not all(map(self._prefixes.__contains__, keys)):
+            series_prefixes(rows, measurement=RAW, cache=self._prefixes, check=check_series_key)
         check_finite(rows)
         self._ensure()
         with self._write_lock:
-            written = self._write_ordered(rows, row_seqs, late_cutoff_ns)
+            written = self._write_ordered(rows, row_seqs, keys)
             late = self._late(written, late_cutoff_ns)
         return WriteResult(len(points), late)
 
     def _write_ordered(
-        self, rows: Sequence[Point], seqs: Sequence[int] | int, late_cutoff_ns: int | None
+        self, rows: Sequence[Point], seqs: Sequence[int] | int, keys: Sequence[Key]
     ) -> Sequence[Point]:
         """Read what may be stored, drop what a newer message already wrote, write the
         rest; returns the points written. No wait and no check afterwards: nobody else
@@ -117,27 +119,31 @@ class InfluxStore(LateMixin, RollupMixin):
         changed by the parts before it (a point of the same identity there has a sequence
         no higher, or ``resolve`` kept one point per identity). Every part is acknowledged,
         or the call raises, before it returns."""
-        pre, step = self._pre, _PART_POINTS
+        pre, step, prefix = self._pre, _PART_POINTS, self._prefixes.__getitem__
         if pre.needs_refresh(rows):
             pre.refresh(self.query, rows)
         written: list[Point] | None = None  # None while nothing was dropped
         pending: Future[None] | None = None
         try:
             for i in range(0, len(rows), step):
-                part = rows[i : i + step]
+                part, part_keys = rows[i : i + step], keys[i : i + step]
                 part_seqs = seqs if isinstance(seqs, int) else seqs[i : i + step]
-                kept, kept_seqs = pre.admit(self.query, part, part_seqs)
-                if len(kept) != len(part) and written is None:
-                    written = list(rows[:i])
+                keep = pre.admit(self.query, part, part_seqs, part_keys)
+                if keep is not None:
+                    part, part_keys = [part[j] for j in keep], [part_keys[j] for j in keep]
+                    if not isinstance(part_seqs, int):
+                        part_seqs = [part_seqs[j] for j in keep]
+                    if written is None:
+                        written = list(rows[:i])
                 if written is not None:
-                    written.extend(kept)
-                if not kept:
+                    written.extend(part)
+                if not part:
                     continue
-                body = "\n".join(point_lines(kept, self._prefixes, kept_seqs)) + "\n"
+                body = "\n".join(raw_lines(map(prefix, part_keys), part, part_seqs)) + "\n"
                 if pending is not None:
                     pending.result()
                 pending = self._raw.sender.submit(self._writer.write, body)
-                pre.wrote(kept)  # early is safe: it only makes later points read first
+                pre.wrote(part_keys, part)  # early is safe: later points are read first
             if pending is not None:
                 pending.result()
         finally:  # never return (or raise) with a part still in flight
