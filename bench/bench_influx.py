@@ -253,9 +253,14 @@ def main() -> None:
     parser.add_argument("--rollup-series", type=int, default=5_000)
     parser.add_argument("--rollup-runs", type=int, default=3)
     parser.add_argument("--no-sqlite", action="store_true", help="ingest: skip SQLite")
+    parser.add_argument("--part-points", type=int, help="points per request (store default)")
     parser.add_argument("--only", choices=["encoding", "ingest", "rollup"],
                         help="run one part")  # fmt: skip
     args = parser.parse_args()
+    if args.part_points:
+        from telemetry_core.store.influx import store as influx_store
+
+        influx_store._PART_POINTS = args.part_points
     if args.quick:
         args.points, args.encode_points, args.rollup_values = 60_000, 20_000, 300_000
         args.rollup_series, args.rollup_runs = 1_000, 1

@@ -179,16 +179,16 @@ def test_a_lone_writer_reads_only_what_may_exist(influx_server, db):
 
 
 def test_a_batch_in_parts_drops_only_superseded_points(influx_server, db):
-    """3,000 points go in three parts; a stale point in the second part is dropped and every
+    """6,000 points go in three parts; a stale point in the second part is dropped and every
     other point of every part is stored."""
     store = open_store(f"influxdb://127.0.0.1:{influx_server.port}/{db}")
-    store.write_points([(*KEY, T0 + 2000, 100.0)], seqs=[100])
-    batch = [(*KEY, T0 + i, float(i)) for i in range(3000)]
-    seqs = [1000 + i for i in range(3000)]
-    seqs[2000] = 50  # a redelivered older message: the stored seq 100 wins
+    store.write_points([(*KEY, T0 + 3000, 100.0)], seqs=[100])
+    batch = [(*KEY, T0 + i, float(i)) for i in range(6000)]
+    seqs = [1000 + i for i in range(6000)]
+    seqs[3000] = 50  # a redelivered older message: the stored seq 100 wins
     store.write_points(batch, seqs=seqs)
     values = store.read_points(T0, T0 + W)["value"].to_list()
-    assert len(values) == 3000 and values[2000] == 100.0
-    assert values[:2000] == [float(i) for i in range(2000)] and values[2999] == 2999.0
+    assert len(values) == 6000 and values[3000] == 100.0
+    assert values[:3000] == [float(i) for i in range(3000)] and values[5999] == 5999.0
     assert store.superseded == 1
     store.close()

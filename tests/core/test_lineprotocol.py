@@ -555,17 +555,17 @@ def test_retention_on_1x_uses_delete_and_an_unreachable_server_is_not_judged(fak
 
 
 def test_a_large_batch_goes_in_parts_and_a_failed_part_stops_it(fake, monkeypatch):
-    """Parts of 1,250 points, each encoded while the server writes the one before; a
+    """Parts of 2,500 points, each encoded while the server writes the one before; a
     failing part raises once every part sent is answered, and nothing after it is sent."""
     monkeypatch.delenv("INFLUXDB_TOKEN", raising=False)
     store = open_store(f"influxdb://127.0.0.1:{fake.port}/telemetry")
-    batch = [("energy", "site-a", f"m-{i % 7}", "power_w", T0 + i, float(i)) for i in range(3000)]
-    store.write_points(batch, seqs=list(range(3000)))
+    batch = [("energy", "site-a", f"m-{i % 7}", "power_w", T0 + i, float(i)) for i in range(6000)]
+    store.write_points(batch, seqs=list(range(6000)))
     parts = [r[3].decode() for r in fake.find("/write")]
-    assert [p.count("\n") for p in parts] == [1250, 1250, 500]
-    assert "".join(parts) == encode_points(batch, seqs=list(range(3000)))
+    assert [p.count("\n") for p in parts] == [2500, 2500, 1000]
+    assert "".join(parts) == encode_points(batch, seqs=list(range(6000)))
     fake.write_statuses = [204, 500]
     with pytest.raises(StoreUnavailable, match="500"):
-        store.write_points([(*p[:4], p[4] + 10_000, p[5]) for p in batch], seqs=[5] * 3000)
+        store.write_points([(*p[:4], p[4] + 10_000, p[5]) for p in batch], seqs=[5] * 6000)
     assert len(fake.find("/write")) == 5
     store.close()
