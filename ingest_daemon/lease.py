@@ -125,24 +125,24 @@ class WriterLease:
     async def take(self, js: JetStreamContext, stop: asyncio.Event) -> None:
         """Take the lease, waiting out a dead holder's; raises LeaseHeld for a live one.
         Returns without the lease when ``stop`` is set meanwhile (writes stay refused)."""
-        self._kv = kv = await self._bucket(js)
         seen: tuple[int | None, float] | None = None
-        waiting_logged = False
+        waiting_logged = nats_warned = False
         while not stop.is_set():
-            sent = time.monotonic()
             try:
-                self.revision = await kv.create(self.key, self.value)
-            except nats.js.errors.KeyWrongLastSequenceError:
-                pass
-            else:
-                self.valid_until = sent + self.ttl_s - self.margin_s
-                log.info("writer lease for InfluxDB %s taken (key %s)", self.what, self.key)
-                self._task = asyncio.create_task(self._hold())
-                return
-            try:
-                entry = await kv.get(self.key)
+                if self._kv is None:
+                    self._kv = await self._bucket(js)
+                if await self._try_create():
+                    return
+                entry = await self._kv.get(self.key)
             except nats.js.errors.KeyNotFoundError:
                 continue  # expired or released meanwhile: try again at once
+            except _NATS_ERRORS as exc:  # JetStream not ready, a reconnect: keep trying
+                if not nats_warned:
+                    log.warning("writer lease: NATS did not answer (%s), retrying", exc)
+                nats_warned = True
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                continue
             now = time.monotonic()
             if seen is None:
                 seen = (entry.revision, now)
@@ -161,6 +161,25 @@ class WriterLease:
                 )  # fmt: skip
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), min(0.5, self.refresh_s / 4))
+
+    async def _try_create(self) -> bool:
+        """Create the key (compare-and-set on "absent"); True when the lease is ours."""
+        sent = time.monotonic()
+        try:
+            self.revision = await self._kv.create(self.key, self.value)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return False
+        self.valid_until = sent + self.ttl_s - self.margin_s
+        log.info("writer lease for InfluxDB %s taken (key %s)", self.what, self.key)
+        self._task = asyncio.create_task(self._hold())
+        self._task.add_done_callback(self._hold_ended)
+        return True
+
+    def _hold_ended(self, task: asyncio.Task[None]) -> None:
+        """An exception nobody planned for in the refresh loop loses the lease too."""
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self.lost = True
+            self._on_lost(exc, "the InfluxDB writer lease")
 
     async def _bucket(self, js: JetStreamContext) -> Any:
         try:

@@ -6,6 +6,7 @@ running stops the writes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import time
@@ -133,3 +134,44 @@ def test_a_lost_lease_is_a_fault_and_stops_the_writes(nats_server, influx_url):
     assert len(lost) == 1 and "lost" in str(lost[0][0])
     assert refused is not None and "lease" in str(refused)
     assert still_there  # release does not delete another holder's entry
+
+
+def test_no_refresh_before_the_lease_can_expire_is_a_loss(nats_server, influx_url):
+    """NATS goes away while the lease is held: writes stop being allowed before the server
+    could expire the entry, and the loss is reported (a fault in the daemon). The bucket is
+    made with a 3 s TTL first: the lease follows the bucket's own TTL."""
+    import nats
+
+    from ingest_daemon.lease import BUCKET, WriterLease
+
+    async def scenario() -> tuple[list, float, bool, bool]:
+        nc = await nats.connect(nats_server.url, max_reconnect_attempts=-1)
+        js = nc.jetstream()
+        await js.create_key_value(bucket=BUCKET, ttl=3.0, history=1)
+        lost: list = []
+        store = open_store(influx_url)
+        lease = WriterLease.for_store(store, lambda exc, where: lost.append(exc))
+        assert lease is not None
+        await lease.take(js, asyncio.Event())
+        assert lease.ttl_s == 3.0 and lease.valid()
+        nats_server.stop()
+        stopped = time.monotonic()
+        while not lost and time.monotonic() - stopped < 10:
+            await asyncio.sleep(0.1)
+        allowed = lease.valid()
+        refused = False
+        try:
+            lease.guard(store).write_points([("energy", "s", "d", "f", time.time_ns(), 1.0)])
+        except StoreUnavailable:
+            refused = True
+        after = time.monotonic() - stopped
+        nats_server.start()
+        with contextlib.suppress(Exception):  # the client may be mid-reconnect
+            await nc.close()
+        store.close()
+        return lost, after, allowed, refused
+
+    lost, after, allowed, refused = asyncio.run(scenario())
+    assert len(lost) == 1 and "no refresh succeeded in time" in str(lost[0])
+    assert after < 3.0  # reported before the server could have expired the entry
+    assert not allowed and refused
