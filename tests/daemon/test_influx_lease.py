@@ -175,3 +175,27 @@ def test_no_refresh_before_the_lease_can_expire_is_a_loss(nats_server, influx_ur
     assert len(lost) == 1 and "no refresh succeeded in time" in str(lost[0])
     assert after < 3.0  # reported before the server could have expired the entry
     assert not allowed and refused
+
+
+def test_a_daemon_whose_lease_is_taken_faults_and_exits_1(daemons, nats_server, influx_url):
+    """The entry is replaced behind the running daemon's back: its next refresh finds
+    another revision, and the daemon stops (exit status 1, the fault logged)."""
+    import nats
+
+    from ingest_daemon.lease import BUCKET, lease_key
+
+    daemon = daemons(store_url=influx_url).start()
+    wait_until(lambda: _taken(daemon), 20, "the daemon to take the lease")
+
+    async def replace() -> None:
+        nc = await nats.connect(nats_server.url)
+        kv = await nc.jetstream().key_value(BUCKET)
+        key, _ = lease_key(influx_url)
+        await kv.put(key, b'{"host": "elsewhere", "pid": 1, "since": "now"}')
+        await nc.close()
+
+    asyncio.run(replace())
+    assert daemon.proc is not None
+    assert daemon.proc.wait(timeout=30) == 1
+    assert "fault in the InfluxDB writer lease" in daemon.log()
+    assert "its entry was replaced or expired" in daemon.log()
