@@ -35,6 +35,7 @@ from ingest_daemon.consumer import Consumer
 from ingest_daemon.dlq import DeadLetters
 from ingest_daemon.health import Health
 from ingest_daemon.jetstream import ensure_consumer, ensure_streams
+from ingest_daemon.lease import LeaseHeld, WriterLease
 from ingest_daemon.metrics import Metrics
 from ingest_daemon.settings import Settings, SettingsError
 from ingest_daemon.writer import AfterCommit, StoreWriter
@@ -79,8 +80,11 @@ class Daemon:
         self.exit_code = 0
         pull_batch = max(64, min(1000, s.batch_size))
         self.in_hand = InHand(s.batch_size, pull_batch, self._wake)
+        store = store or open_store(s.store_url)
+        # InfluxDB keeps stream order with one daemon per database (ingest_daemon/lease.py)
+        self.lease = WriterLease.for_store(store, self.fault)
         self.writer = StoreWriter(
-            store or open_store(s.store_url),
+            self.lease.guard(store) if self.lease else store,
             self.metrics,
             grace_ns=self.config.rollups.grace_seconds * NS,
             after_commit=after_commit,
@@ -133,8 +137,8 @@ class Daemon:
             )
             self.nc = self.health.nc = Client()
             try:
-                started, tasks = await until_stopped(self._start(self.nc, options), stop)
-            except SettingsError:  # e.g. fewer stream replicas than asked: exit status 2
+                started, tasks = await until_stopped(self._start(self.nc, options, stop), stop)
+            except (SettingsError, LeaseHeld):  # e.g. too few replicas, a live writer: exit 2
                 await self._abort_start()
                 raise
             except Exception as exc:  # unplanned, as anywhere else: a fault
@@ -155,7 +159,9 @@ class Daemon:
                 await http.stop()
         return self.exit_code
 
-    async def _start(self, nc: Client, options: dict) -> list[asyncio.Task[None]]:
+    async def _start(
+        self, nc: Client, options: dict, stop: asyncio.Event
+    ) -> list[asyncio.Task[None]]:
         """Connect (waiting for NATS as long as it takes), set up the streams and the
         durable consumer, subscribe, and start pulling: the tasks to stop at shutdown."""
         s = self.settings
@@ -164,6 +170,8 @@ class Daemon:
         self.metrics.nats_connected.set(1)
         log.info("connected to NATS at %s", self._server(nc))
         js = nc.jetstream()
+        if self.lease is not None:
+            await self.lease.take(js, stop)  # LeaseHeld: one line, exit status 2
         if s.create_streams:
             await ensure_streams(js, replicas=s.stream_replicas)
         max_ack_pending = max(20_000, 2 * self.in_hand.max_msgs)
@@ -240,6 +248,8 @@ class Daemon:
                 await asyncio.wait(pending, timeout=5)
         await self.consumer.wind_down(deadline)
         assert self.nc is not None
+        if self.lease is not None:
+            await self.lease.release()
         if self.nc.is_connected:
             try:
                 await self.nc.drain()

@@ -40,6 +40,7 @@ from telemetry_assets.sensors import (
     rollup_1h_follow_sensor,
 )
 from telemetry_core.config import Config, load_config
+from telemetry_core.store import check_retention
 
 
 def build_defs(config: Config | None = None, *, store_url: str | None = None) -> dg.Definitions:
@@ -53,7 +54,10 @@ def build_defs(config: Config | None = None, *, store_url: str | None = None) ->
         assets=describe_assets([build_raw_points(kind), *rollups], store_url),
         asset_checks=build_checks(rollups),
         jobs=[rollup_15m_job, rollup_1h_job, anomaly_job, alert_job, retention_job],
-        schedules=[build_rollup_15m_schedule(config.rollups), retention_schedule],
+        schedules=[
+            build_rollup_15m_schedule(config.rollups),
+            *([retention_schedule] if config.retention.enabled else []),
+        ],
         sensors=[
             build_late_data_sensor(config.rollups.start_ns),
             rollup_1h_follow_sensor,
@@ -67,5 +71,10 @@ def build_defs(config: Config | None = None, *, store_url: str | None = None) ->
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    """Loaded by Dagster (``dagster dev``, workspace.yaml, run workers), not at import."""
-    return build_defs(load_config(), store_url=os.environ.get("TELEMETRY_STORE_URL"))
+    """Loaded by Dagster (``dagster dev``, workspace.yaml, run workers), not at import.
+    A store whose server cannot delete (InfluxDB 3.x through ``influxdb://``) fails the
+    load while ``[retention]`` is on, rather than the daily retention job."""
+    config, store_url = load_config(), os.environ.get("TELEMETRY_STORE_URL")
+    if config.retention.enabled:
+        check_retention(store_url)
+    return build_defs(config, store_url=store_url)

@@ -30,6 +30,7 @@ ACCOUNT = "TELEMETRY"
 DAEMON_USER = "ingest"
 OPERATOR_USER = "operator"
 JS_API = "$JS.API"
+LEASE_BUCKET = "telemetry_writers"  # ingest_daemon.lease.BUCKET (a test keeps them equal)
 
 
 def device_user(site: str) -> str:
@@ -58,7 +59,7 @@ class UserSpec:
         if self.role == "devices":
             return f"devices of site {self.site}: publish only on iot.*.{self.site}.>"
         if self.role == "daemon":
-            return "ingest daemon: consume IOT, acknowledge, dead-letter to IOT_DLQ"
+            return "ingest daemon: consume IOT, acknowledge, dead-letter to IOT_DLQ, lease"
         return "operator: telemetry dlq list/replay"
 
 
@@ -81,6 +82,12 @@ def daemon_user(durable: str = DEFAULT_DURABLE, name: str = DAEMON_USER) -> User
         f"{api}.CONSUMER.MSG.NEXT.{STREAM}.{durable}",
         f"$JS.ACK.{STREAM}.{durable}.>",
         f"{DLQ_PREFIX}.>",
+        # the InfluxDB writer lease (ingest_daemon/lease.py): its KV bucket and keys
+        f"{api}.STREAM.INFO.KV_{LEASE_BUCKET}",
+        f"{api}.STREAM.CREATE.KV_{LEASE_BUCKET}",
+        f"{api}.STREAM.MSG.GET.KV_{LEASE_BUCKET}",
+        f"{api}.DIRECT.GET.KV_{LEASE_BUCKET}.>",
+        f"$KV.{LEASE_BUCKET}.>",
     )
     return UserSpec(name, "daemon", publish, (f"{inbox_prefix(name)}.>",))
 

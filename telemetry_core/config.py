@@ -80,6 +80,9 @@ class Site:
 class Retention:
     raw_days: int = 30
     rollup_15m_days: int = 90
+    # False: no retention_schedule (the store keeps everything, or its server expires
+    # data itself: InfluxDB 3.x cannot delete points).
+    enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -199,10 +202,14 @@ def parse_config(data: dict[str, Any]) -> Config:
         fields[key] = kind
     thresholds, anomalies, alerts = parse_rules(data)  # telemetry_core/alerts/rules.py
     ret = _table(data.get("retention", {}), "[retention]")
-    _take(ret, {"raw_days", "rollup_15m_days"}, "[retention]")
+    _take(ret, {"raw_days", "rollup_15m_days", "enabled"}, "[retention]")
+    enabled = ret.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError("[retention] enabled must be true or false")
     retention = Retention(
         _positive_int(ret.get("raw_days", 30), "[retention] raw_days"),
         _positive_int(ret.get("rollup_15m_days", 90), "[retention] rollup_15m_days"),
+        enabled,
     )
     rollups = _rollups(_table(data.get("rollups", {}), "[rollups]"))
     config = Config(sites, fields, thresholds, retention, rollups, anomalies, alerts)

@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Literal
 
+_TIME, _VALUE = itemgetter(4), itemgetter(5)
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -123,6 +125,23 @@ def point_lines(
     return [
         f"{prefixes[(m, s, d, f)]}{v!r},seq={q}i {t}"
         for (m, s, d, f, t, v), q in zip(points, seqs, strict=True)
+    ]
+
+
+def raw_lines(
+    prefixes: Iterable[str],
+    points: Sequence[tuple[str, str, str, str, int, float]],
+    seqs: Sequence[int] | int,
+) -> list[str]:
+    """:func:`point_lines` with each point's prefix already looked up (the caller holds
+    the series keys): ``value`` and an integer ``seq`` field per point."""
+    if isinstance(seqs, int):
+        tail = f",seq={int(seqs)}i "
+        rows = zip(prefixes, map(_VALUE, points), map(_TIME, points), strict=True)
+        return [f"{p}{v!r}{tail}{t}" for p, v, t in rows]
+    return [
+        f"{p}{v!r},seq={q}i {t}"
+        for p, v, q, t in zip(prefixes, map(_VALUE, points), seqs, map(_TIME, points), strict=True)
     ]
 
 

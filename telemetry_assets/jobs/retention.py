@@ -123,6 +123,8 @@ def apply_retention_op(
     context: dg.OpExecutionContext, config: RetentionRunConfig, store: TelemetryStore
 ) -> dg.Output:
     settings = store.load_config()  # a bad config fails the run in one line
+    if not settings.retention.enabled:
+        raise dg.Failure("retention is switched off ([retention] enabled = false): nothing deleted")
     with store.open() as s:
         try:
             report = apply_retention(

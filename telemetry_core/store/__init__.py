@@ -41,6 +41,7 @@ __all__ = [
     "StoreRefused",
     "StoreUnavailable",
     "WriteResult",
+    "check_retention",
     "open_store",
     "redact_url",
     "store_backend",
@@ -72,3 +73,21 @@ def open_store(url: str | None = None) -> Store:
             f"the {url.split('://')[0]}:// store is not available in this build"
         ) from None
     return influx.open_influx(url)
+
+
+def check_retention(url: str | None = None) -> None:
+    """Raise a one-line ``StoreError`` when ``[retention]`` cannot delete on this store's
+    server (``influxdb://`` on InfluxDB 3.x, or 2.x without ``?org=`` or a token). The
+    Dagster code location calls it when it loads, so the problem shows then, not in the
+    daily job. Other stores always can (and are not opened); an unreachable server is
+    not judged."""
+    url = url or os.environ.get("TELEMETRY_STORE_URL") or DEFAULT_STORE_URL
+    if store_backend(url) != "influxdb" or url.split("://", 1)[0].lower() != "influxdb":
+        return  # influxdb2:// deletes through the delete API, always there
+    store = open_store(url)
+    try:
+        check = getattr(store, "check_retention", None)
+        if check is not None:
+            check()
+    finally:
+        store.close()

@@ -295,3 +295,31 @@ def test_mqtt_devices_meet_the_same_walls(paho, secured):
     walls = s.violations()
     assert len(walls) == 1 and '"meter-a-1"' in walls[0], walls
     assert 'Publish Violation - Subject "iot.energy.site-b.meter-1"' in walls[0]
+
+
+def test_the_daemon_user_can_take_refresh_and_release_the_influx_writer_lease(secured):
+    """The daemon's allow list covers the lease's KV bucket (ingest_daemon/lease.py), and
+    nothing of it hits a permission wall."""
+    from ingest_daemon.lease import BUCKET, WriterLease
+    from telemetry_cli.nats_config import LEASE_BUCKET
+
+    assert BUCKET == LEASE_BUCKET
+
+    async def scenario() -> tuple[list, int | None, int | None]:
+        nc = await connect_as(secured, "ingest", [])
+        lost: list = []
+        lease = WriterLease(
+            "influxdb.db.0123456789abcdef", "database db", lambda *a: lost.append(a)
+        )
+        lease.refresh_s = 0.2
+        await lease.take(nc.jetstream(), asyncio.Event())
+        first = lease.revision
+        await asyncio.sleep(0.7)
+        refreshed = lease.revision
+        await lease.release()
+        await nc.close()
+        return lost, first, refreshed
+
+    lost, first, refreshed = asyncio.run(scenario())
+    assert not lost and first is not None and refreshed is not None and refreshed > first
+    assert not [v for v in secured.violations() if "user:ingest" in v]

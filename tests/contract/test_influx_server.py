@@ -6,13 +6,13 @@ pin the InfluxDB-specific promises the docs make (docs/influxdb.md).
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import polars as pl
 import pytest
 
-from telemetry_core.store import StoreUnavailable, open_store
-from telemetry_core.store.influx.http import InfluxRequestError
+from telemetry_core.store import StoreError, StoreRefused, StoreUnavailable, open_store
 from telemetry_core.windows import WINDOW_15M_NS
 
 W = WINDOW_15M_NS
@@ -58,9 +58,10 @@ def test_layout_as_documented(influx_server, db):
         "device_id": "meter-1", "field": "power_w", "measurement": "energy", "site_id": "site-a"
     }  # fmt: skip
     assert raw[0].columns == ["time", "seq", "value"]
-    assert raw[0].values == [[T0 + 1, 0, 1.5]]  # seqs=None: sequence 0, alone: not packed
-    (writers,) = store.query('SELECT * FROM "writers"')
-    assert writers[0].columns == ["time", "id"] and len(writers[0].values[0][1]) == 16
+    assert raw[0].values == [[T0 + 1, 0, 1.5]]  # seqs=None: sequence 0
+    (measurements,) = store.query("SHOW MEASUREMENTS")
+    names = [row[0] for s in measurements for row in s.values]
+    assert names == ["late_windows", "raw", "rolled_up", "rollup_15m"]  # no "writers" now
     (rollup,) = store.query('SELECT * FROM "rollup_15m" GROUP BY *')
     row = dict(zip(rollup[0].columns, rollup[0].values[0], strict=True))
     assert row["time"] == T0 and row["count"] == 1 and row["is_work_hours"] == -1
@@ -71,58 +72,92 @@ def test_layout_as_documented(influx_server, db):
     store.close()
 
 
-def test_type_conflict_is_a_clear_error_not_an_outage(influx_server, db):
-    """A 4xx must not look like an outage (the daemon would retry it forever)."""
+def test_type_conflict_is_a_refusal_not_an_outage(influx_server, db):
+    """A 400 for the data must be StoreRefused (the daemon dead-letters on it), not an
+    outage (the daemon would retry it forever)."""
     store = open_store(f"influxdb://127.0.0.1:{influx_server.port}/{db}")
+    later = T0 + 30 * 96 * W  # a shard of its own, where "value" becomes a string first
+    tags = "device_id=meter-1,field=power_w,measurement=energy,site_id=site-a"
     store.write_points([(*KEY, T0 + 1, 1.0)])
-    store._http.write('raw,device_id=x,field=f,measurement=m,site_id=s value="text" 5\n')
-    with pytest.raises(InfluxRequestError, match="conflict"):
-        store._http.write("raw,device_id=x,field=f,measurement=m,site_id=s value=1.0 6\n")
+    store._http.write(f'raw,{tags} value="x" {later}\n')
+    with pytest.raises(StoreRefused, match="conflict"):
+        store.write_points([(*KEY, later + 1, 1.0)])
     store.close()
 
 
-def _race(url: str, *, verify: bool) -> tuple[float, object]:
-    """The race the verifier exists for: writer A (seq 98) reads "not stored", writer B
-    (seq 100) writes and is acknowledged, then A's write lands on top of B's."""
+def test_a_redelivered_older_message_never_overwrites_a_newer_rewrite(influx_server, db):
+    """The one writer's read before its write, with no sleep and no later check: seq 98
+    redelivered after seq 100 rewrote the identity is dropped, also from a second store
+    object in the same process (both share the database's one raw writer)."""
+    url = f"influxdb://127.0.0.1:{influx_server.port}/{db}"
     a, b = open_store(url), open_store(url)
-    a.write_points([(*KEY, T0 - 5, 0.0)], seqs=[1])  # A joins first (alone for now)
-    if not verify:  # B believes it is alone: no token, no check (the old behaviour)
-        b._registry.others = lambda query: set()
-    b.write_points([(*KEY, T0 - 4, 0.0)], seqs=[2])  # B joins; with A live it settles
-    admit = a._pre.admit
+    a.write_points([(*KEY, T0 + 1, 1.0), (*KEY, T0 + 2, 2.0)], seqs=[1, 2])
+    b.write_points([(*KEY, T0 + 1, 100.0)], seqs=[100])  # b rewrites; a never learnt of it
+    t = time.monotonic()
+    a.write_points([(*KEY, T0 + 1, 98.0), (*KEY, T0 + 3, 3.0)], seqs=[98, 99])
+    assert time.monotonic() - t < 1.0  # no settle sleep on the write path
+    assert a.read_points(T0, T0 + W)["value"].to_list() == [100.0, 2.0, 3.0]
+    assert a.superseded == 1
+    a.close()
+    b.close()
 
-    def admit_then_let_b_write(query, rows, seqs):
-        out = admit(query, rows, seqs)  # A has read: nothing stored at T0 + 1
+
+def test_two_stores_in_one_process_write_one_at_a_time(influx_server, db):
+    """The read before a write and the write are one step per database: while one store
+    object is between them, another one's write waits (the control for the test above)."""
+    import threading
+
+    url = f"influxdb://127.0.0.1:{influx_server.port}/{db}"
+    a, b = open_store(url), open_store(url)
+    a.write_points([(*KEY, T0 - 5, 0.0)], seqs=[1])
+    admit = a._pre.admit
+    order: list[str] = []
+
+    def b_writes() -> None:
         b.write_points([(*KEY, T0 + 1, 100.0)], seqs=[100])
+        order.append("b wrote")
+
+    def admit_then_let_b_try(query, rows, seqs, keys):
+        out = admit(query, rows, seqs, keys)  # a has read: nothing stored at T0 + 1
+        thread = threading.Thread(target=b_writes)
+        thread.start()
+        thread.join(0.5)  # b must not get through while a is between read and write
+        order.append("a writes")
+        admit_then_let_b_try.thread = thread
         return out
 
-    a._pre.admit = admit_then_let_b_write
+    a._pre.admit = admit_then_let_b_try
     a.write_points([(*KEY, T0 + 1, 98.0)], seqs=[98])
+    a._pre.admit = admit
+    admit_then_let_b_try.thread.join()
+    assert order == ["a writes", "b wrote"]
+    assert a.read_points(T0, T0 + W)["value"].to_list() == [100.0]
     a.close()
-    b.close()  # waits out B's window, then checks
-    reader = open_store(url)
-    value = reader.read_points(T0, T0 + W)["value"].to_list()
-    reader.close()
-    return value, b.order_stats
+    b.close()
 
 
-def test_a_newer_write_overwritten_by_a_racing_older_one_is_repaired(influx_server, db):
-    url = f"influxdb://127.0.0.1:{influx_server.port}/{db}?order_window=0.5"
-    value, stats = _race(url, verify=True)
-    assert value == [100.0]
-    assert stats.examined == 1 and stats.repaired == 1 and stats.unverified == []
+def test_order_window_is_refused_with_the_reason(influx_server, db):
+    with pytest.raises(StoreError, match=r"order_window.*one ingest daemon per database"):
+        open_store(f"influxdb://127.0.0.1:{influx_server.port}/{db}?order_window=2")
 
 
-def test_without_the_check_the_race_loses_the_newer_value(influx_server, db):
-    """The control: the same interleaving with B's check switched off ends wrong, so the
-    test above can fail."""
-    url = f"influxdb://127.0.0.1:{influx_server.port}/{db}?order_window=0.5"
-    value, stats = _race(url, verify=False)
-    assert value == [98.0]
-    assert stats.verified == 0
+def test_retention_deletes_on_1x_and_the_load_check_passes(influx_server, db):
+    """The working path on a real 1.6.7: the load-time check finds nothing wrong and a
+    retention delete removes exactly the windows asked for."""
+    from telemetry_core.store import check_retention
+
+    url = f"influxdb://127.0.0.1:{influx_server.port}/{db}"
+    check_retention(url)
+    store = open_store(url)
+    store.write_points([(*KEY, T0 + 1, 1.0), (*KEY, T0 + W + 1, 2.0)])
+    counts = store.retention_counts(None, T0, T0 + 2 * W)
+    assert counts == {T0: 1, T0 + W: 1}
+    assert store.retention_delete(None, {T0: 1}) == {T0: 1}
+    assert store.read_points(T0, T0 + 2 * W)["value"].to_list() == [2.0]
+    store.close()
 
 
-def test_a_lone_writer_reads_only_what_may_exist_and_never_verifies(influx_server, db):
+def test_a_lone_writer_reads_only_what_may_exist(influx_server, db):
     """The cheap path: streaming batches of new points cost no read of raw points; a
     redelivered older message is dropped by the read before the write."""
     store = open_store(f"influxdb://127.0.0.1:{influx_server.port}/{db}")
@@ -140,5 +175,20 @@ def test_a_lone_writer_reads_only_what_may_exist_and_never_verifies(influx_serve
     assert store.superseded == 1
     values = store.read_points(T0, T0 + W)["value"].to_list()
     assert values[3:5] == [3.0, -1.0] and len(values) == 50
-    assert store.order_stats.verified == 0 and store._verifier.pending() == 0
+    store.close()
+
+
+def test_a_batch_in_parts_drops_only_superseded_points(influx_server, db):
+    """6,000 points go in three parts; a stale point in the second part is dropped and every
+    other point of every part is stored."""
+    store = open_store(f"influxdb://127.0.0.1:{influx_server.port}/{db}")
+    store.write_points([(*KEY, T0 + 3000, 100.0)], seqs=[100])
+    batch = [(*KEY, T0 + i, float(i)) for i in range(6000)]
+    seqs = [1000 + i for i in range(6000)]
+    seqs[3000] = 50  # a redelivered older message: the stored seq 100 wins
+    store.write_points(batch, seqs=seqs)
+    values = store.read_points(T0, T0 + W)["value"].to_list()
+    assert len(values) == 6000 and values[3000] == 100.0
+    assert values[:3000] == [float(i) for i in range(3000)] and values[5999] == 5999.0
+    assert store.superseded == 1
     store.close()

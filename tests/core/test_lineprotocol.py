@@ -30,8 +30,14 @@ from telemetry_core.lineprotocol import (
     escape_measurement,
     escape_string_value,
 )
-from telemetry_core.store import StoreUnavailable, open_store
-from telemetry_core.store.influx.http import InfluxRequestError
+from telemetry_core.store import (
+    StoreError,
+    StoreRefused,
+    StoreUnavailable,
+    check_retention,
+    open_store,
+)
+from telemetry_core.store.influx.http import InfluxAuthError
 
 # -- an independent parser ------------------------------------------------------------
 
@@ -210,6 +216,7 @@ class FakeInflux:
 
     version: str = "v2.7.4"
     write_statuses: list[int] = field(default_factory=list)
+    delete_statuses: list[int] = field(default_factory=list)
     requests: list[tuple[str, str, dict, bytes]] = field(default_factory=list)
     buckets: list[dict] = field(default_factory=list)
     port: int = 0
@@ -263,7 +270,8 @@ def _handler(fake: FakeInflux):
                 err = {"code": "invalid", "message": "bad line"} if status != 204 else None
                 return self._reply(status, err)
             if path == "/api/v2/delete":
-                return self._reply(204)
+                status = fake.delete_statuses.pop(0) if fake.delete_statuses else 204
+                return self._reply(status, {"message": "no"} if status != 204 else None)
             if path == "/query":
                 return self._reply(200, {"results": [{"statement_id": 0}]})
             if path == "/write":
@@ -306,20 +314,19 @@ def _v2_store(fake: FakeInflux, monkeypatch, query: str = ""):
 def test_influxdb2_write_is_synchronous_line_protocol(fake, monkeypatch):
     store = _v2_store(fake, monkeypatch)
     assert store.write_points(POINTS, seqs=[41]).points == 1
-    heartbeat, write = fake.find("/api/v2/write")  # join the writers registry, then write
-    assert heartbeat[3].decode().startswith('writers id="')
+    (write,) = fake.find("/api/v2/write")  # one write, nothing else written
     method, path, headers, body = write
     params = parse_qs(urlsplit(path).query)
     assert method == "POST"
     assert params == {"org": ["acme"], "bucket": ["telemetry"], "precision": ["ns"]}
     assert headers["Authorization"] == "Token s3cret"
-    assert body.decode() == encode_points(POINTS, seqs=[41])  # alone: the plain sequence
+    assert body.decode() == encode_points(POINTS, seqs=[41])
     assert body.decode().endswith(f" value=412.5,seq=41i {T0 + 5}\n")
     queries = [parse_qs(q[3].decode()) for q in fake.find("/query")]
     assert all(f["db"] == ["telemetry"] and f["epoch"] == ["ns"] for f in queries)
     assert all(q[2]["Authorization"] == "Token s3cret" for q in fake.find("/query"))
     statements = [f["q"][0] for f in queries]
-    assert any('FROM "writers"' in q for q in statements)  # who else is writing
+    assert not any("writers" in q for q in statements)  # no registry of writers any more
     assert any('last("seq")' in q for q in statements)  # what may be stored already
     assert "rolled_up" in statements[-1]
     store.close()
@@ -353,7 +360,7 @@ def test_influxdb2_recent_server_needs_no_dbrp_and_existing_bucket_is_kept(fake,
 
 def test_influxdb2_write_retries_then_surfaces(fake, monkeypatch):
     store = _v2_store(fake, monkeypatch)
-    store.write_points(POINTS)  # joins the writers registry (one more write)
+    store.write_points(POINTS)
     base = len(fake.find("/api/v2/write"))
     fake.write_statuses = [503, 503]
     store.write_points(POINTS)  # third attempt succeeds
@@ -363,9 +370,13 @@ def test_influxdb2_write_retries_then_surfaces(fake, monkeypatch):
         store.write_points(POINTS)
     assert len(fake.find("/api/v2/write")) == base + 6
     fake.write_statuses = [400]
-    with pytest.raises(InfluxRequestError, match="400"):
+    with pytest.raises(StoreRefused, match="400"):
         store.write_points(POINTS)
-    assert len(fake.find("/api/v2/write")) == base + 7  # a client error is not retried
+    assert len(fake.find("/api/v2/write")) == base + 7  # a refusal is not retried
+    fake.write_statuses = [401]
+    with pytest.raises(InfluxAuthError, match="INFLUXDB_TOKEN"):
+        store.write_points(POINTS)
+    assert len(fake.find("/api/v2/write")) == base + 8
     store.close()
 
 
@@ -413,8 +424,7 @@ def test_influxdb_v1_auth_and_errors(fake, monkeypatch):
     show, create, *_ = fake.find("/query")
     assert parse_qs(show[3].decode())["q"] == ["SHOW DATABASES"]
     assert parse_qs(create[3].decode())["q"] == ['CREATE DATABASE "telemetry"']
-    heartbeat, write = fake.find("/write")
-    assert heartbeat[3].decode().startswith('writers id="')
+    (write,) = fake.find("/write")
     assert parse_qs(urlsplit(write[1]).query) == {"db": ["telemetry"], "precision": ["ns"]}
     assert write[2]["Authorization"] == "Basic dXNlcjpwQHNz"  # user:p@ss
     assert write[3].decode() == encode_points(POINTS, seqs=0)
@@ -422,8 +432,12 @@ def test_influxdb_v1_auth_and_errors(fake, monkeypatch):
     with pytest.raises(StoreUnavailable, match="500"):
         store.write_points(POINTS)
     fake.write_statuses = [400]
-    with pytest.raises(InfluxRequestError, match="boom"):
+    with pytest.raises(StoreRefused, match="boom"):
         store.write_points(POINTS)
+    for status in (401, 403):
+        fake.write_statuses = [status]
+        with pytest.raises(InfluxAuthError, match=r"not authorised.*INFLUXDB_TOKEN.*password"):
+            store.write_points(POINTS)
     store.close()
     monkeypatch.setenv("INFLUXDB_TOKEN", "tok")
     token_store = open_store(f"influxdb://127.0.0.1:{fake.port}/telemetry")
@@ -470,3 +484,88 @@ def test_delete_range_formatting():
     assert rfc3339_ns(-1) == "1969-12-31T23:59:59.999999999Z"
     assert version_tuple("v2.3.0") == (2, 3, 0) < (2, 4)
     assert version_tuple("2.7.11") == (2, 7, 11) and version_tuple("OSS") == ()
+
+
+# -- retention through influxdb:// on each server generation ----------------------------
+
+
+def _raw_retention_delete(url: str) -> dict[int, int]:
+    """What retention_job does for one raw window the fake counts as holding 0 rows."""
+    store = open_store(url)
+    try:
+        return store.retention_delete(None, {T0: 0})
+    finally:
+        store.close()
+
+
+def test_retention_on_2x_deletes_through_the_delete_api_with_org_and_token(fake, monkeypatch):
+    monkeypatch.setenv("INFLUXDB_TOKEN", "s3cret")
+    url = f"influxdb://127.0.0.1:{fake.port}/telemetry?org=acme"
+    check_retention(url)  # 2.x with org and token: retention can work, the load passes
+    assert _raw_retention_delete(url) == {T0: 0}
+    (delete,) = fake.find("/api/v2/delete")
+    assert parse_qs(urlsplit(delete[1]).query) == {"org": ["acme"], "bucket": ["telemetry"]}
+    assert delete[2]["Authorization"] == "Token s3cret"
+    request = json.loads(delete[3])
+    assert request["predicate"] == '_measurement="raw"'
+    assert request["start"].endswith(":00.000000000Z")
+    assert request["stop"].endswith(":59.999999999Z")  # [start, end) as start .. end - 1 ns
+    assert not any("DELETE" in parse_qs(q[3].decode())["q"][0] for q in fake.find("/query"))
+
+
+def test_retention_on_2x_without_org_fails_when_the_code_location_loads(fake, monkeypatch):
+    monkeypatch.setenv("INFLUXDB_TOKEN", "s3cret")
+    with pytest.raises(StoreError, match=r"InfluxDB v2\.7\.4 .*needs \?org=<org> in the store URL"):
+        check_retention(f"influxdb://127.0.0.1:{fake.port}/telemetry")
+    monkeypatch.delenv("INFLUXDB_TOKEN")
+    with pytest.raises(StoreError, match="org=<org> in the store URL and a token in INFLUXDB"):
+        check_retention(f"influxdb://127.0.0.1:{fake.port}/telemetry")
+    assert fake.paths() == ["/ping", "/ping"]  # asked the server, nothing else
+
+
+def test_retention_on_3x_fails_when_the_code_location_loads(fake, monkeypatch):
+    fake.version = "3.0.1"
+    monkeypatch.setenv("INFLUXDB_TOKEN", "s3cret")
+    url = f"influxdb://127.0.0.1:{fake.port}/telemetry?org=acme"
+    with pytest.raises(StoreError, match=r"cannot delete points.*\[retention\] enabled = false"):
+        check_retention(url)
+    with pytest.raises(StoreError, match="cannot delete points"):  # and the job, if run
+        _raw_retention_delete(url)
+    assert fake.find("/api/v2/delete") == []
+
+
+def test_retention_delete_401_is_an_authorisation_error_not_cannot_delete(fake, monkeypatch):
+    monkeypatch.setenv("INFLUXDB_TOKEN", "read-only")
+    fake.delete_statuses = [403]
+    with pytest.raises(InfluxAuthError, match=r"not authorised.*INFLUXDB_TOKEN") as caught:
+        _raw_retention_delete(f"influxdb://127.0.0.1:{fake.port}/telemetry?org=acme")
+    assert "cannot delete" not in str(caught.value)
+
+
+def test_retention_on_1x_uses_delete_and_an_unreachable_server_is_not_judged(fake, monkeypatch):
+    monkeypatch.delenv("INFLUXDB_TOKEN", raising=False)
+    fake.version = "1.8.10"
+    url = f"influxdb://127.0.0.1:{fake.port}/telemetry"
+    check_retention(url)
+    assert _raw_retention_delete(url) == {T0: 0}
+    statements = [parse_qs(q[3].decode())["q"][0] for q in fake.find("/query")]
+    assert any(q.startswith('DELETE FROM "raw" WHERE time >= ') for q in statements)
+    check_retention("influxdb://127.0.0.1:9/telemetry")  # nothing answers: no verdict
+    check_retention("sqlite:///nowhere/never-created.db")  # other stores: nothing to ask
+
+
+def test_a_large_batch_goes_in_parts_and_a_failed_part_stops_it(fake, monkeypatch):
+    """Parts of 2,500 points, each encoded while the server writes the one before; a
+    failing part raises once every part sent is answered, and nothing after it is sent."""
+    monkeypatch.delenv("INFLUXDB_TOKEN", raising=False)
+    store = open_store(f"influxdb://127.0.0.1:{fake.port}/telemetry")
+    batch = [("energy", "site-a", f"m-{i % 7}", "power_w", T0 + i, float(i)) for i in range(6000)]
+    store.write_points(batch, seqs=list(range(6000)))
+    parts = [r[3].decode() for r in fake.find("/write")]
+    assert [p.count("\n") for p in parts] == [2500, 2500, 1000]
+    assert "".join(parts) == encode_points(batch, seqs=list(range(6000)))
+    fake.write_statuses = [204, 500]
+    with pytest.raises(StoreUnavailable, match="500"):
+        store.write_points([(*p[:4], p[4] + 10_000, p[5]) for p in batch], seqs=[5] * 6000)
+    assert len(fake.find("/write")) == 5
+    store.close()

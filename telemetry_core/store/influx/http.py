@@ -5,8 +5,11 @@ Why not a client library: the v1 API is three endpoints, and a keep-alive
 reach at least half of what a bare client writing prepared line protocol achieves).
 InfluxDB 1.x, 2.x (OSS >= 2.4 maps buckets to databases) and 3.x all serve it.
 
-Errors are sorted for the caller: a refused connection, a timeout or a 5xx means "try
-again later" (``StoreUnavailable``: the daemon backs off and JetStream buffers); a 4xx
+Errors are sorted for the caller (:func:`classify`): a refused connection, a timeout, a
+5xx, 408 or 429 means "try again later" (``StoreUnavailable``: the daemon backs off and
+JetStream buffers); a write the server refuses for its data (400 field type conflict,
+partial write, 413, 422) is ``StoreRefused`` (the daemon dead-letters those messages); 401
+and 403 are ``InfluxAuthError`` (the token or credentials, never the data); any other 4xx
 or a statement error is a request this server will never accept (``InfluxRequestError``,
 with the server's own message).
 """
@@ -22,11 +25,38 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from telemetry_core.store.base import StoreUnavailable
+from telemetry_core.store.base import StoreError, StoreRefused, StoreUnavailable
 
 
 class InfluxRequestError(ValueError):
-    """The server refused a request it will keep refusing (bad query, type conflict...)."""
+    """The server refused a request it will keep refusing (a bad query, an unknown
+    database): neither an outage nor a refusal of the data."""
+
+
+class InfluxRefused(StoreRefused, InfluxRequestError):
+    """A write the server refuses for its data (field type conflict, partial write)."""
+
+
+class InfluxAuthError(StoreError):
+    """401/403: the server does not accept the token or credentials for this request."""
+
+
+def classify(
+    status: int, message: str, what: str, *, write: bool = False, scheme: str = "influxdb"
+) -> Exception:
+    """The exception for an HTTP error answer of InfluxDB (1.x, 2.x or 3.x) to ``what``."""
+    text = f"{scheme} {what} refused ({status}): {message}"
+    if status >= 500 or status in (408, 429):
+        return StoreUnavailable(f"{scheme} {what} failed ({status}): {message}")
+    if status in (401, 403):
+        return InfluxAuthError(
+            f"{scheme} {what} not authorised ({status}): {message}: check the token in "
+            "INFLUXDB_TOKEN (its permissions on this database/bucket) or the user and "
+            "password in the store URL"
+        )
+    if write and status in (400, 413, 422):
+        return InfluxRefused(text)
+    return InfluxRequestError(text)
 
 
 @dataclass
@@ -65,7 +95,7 @@ class V1Http:
     ) -> None:
         self.host, self.port, self.database = host, port, database
         self._tls, self._timeout_s = tls, timeout_s
-        self._rp = retention_policy
+        self.retention_policy = retention_policy
         self._headers = {"Connection": "keep-alive"}
         if token:
             self._headers["Authorization"] = f"Token {token}"
@@ -122,17 +152,8 @@ class V1Http:
         raise AssertionError("unreachable")
 
     def _check(self, status: int, data: bytes, what: str) -> None:
-        if status < 300:
-            return
-        message = _error_message(data)
-        if status >= 500 or status in (408, 429):
-            raise StoreUnavailable(f"influxdb {what} failed ({status}): {message}")
-        if status in (401, 403):
-            raise InfluxRequestError(
-                f"influxdb {what} refused ({status}): {message} "
-                "(check INFLUXDB_TOKEN or the user and password in the URL)"
-            )
-        raise InfluxRequestError(f"influxdb {what} refused ({status}): {message}")
+        if status >= 300:
+            raise classify(status, error_message(data), what, write=what == "write")
 
     # -- API -------------------------------------------------------------------------
     def ping(self) -> str:
@@ -143,8 +164,8 @@ class V1Http:
 
     def write(self, body: str | bytes) -> None:
         params = {"db": self.database, "precision": "ns"}
-        if self._rp:
-            params["rp"] = self._rp
+        if self.retention_policy:
+            params["rp"] = self.retention_policy
         payload = body.encode() if isinstance(body, str) else body
         if not payload:
             return
@@ -164,8 +185,8 @@ class V1Http:
         """
         params = {"db": self.database, "epoch": "ns", "q": statements, "chunked": "true"}
         params["chunk_size"] = str(chunk_size)
-        if self._rp:
-            params["rp"] = self._rp
+        if self.retention_policy:
+            params["rp"] = self.retention_policy
         status, _, data = self.request(
             "POST",
             "/query",
@@ -207,7 +228,7 @@ def _documents(data: bytes) -> Iterator[dict]:
             yield json.loads(line)
 
 
-def _error_message(data: bytes) -> str:
+def error_message(data: bytes) -> str:
     text = data.decode("utf-8", "replace").strip()
     try:
         doc = json.loads(text)

@@ -2,14 +2,14 @@
 
 URLs
 ----
-* ``influxdb://[user:pass@]host:port/<database>[?rp=<policy>&tls=true]`` -- InfluxDB 1.x,
-  2.x (OSS >= 2.4 maps a bucket of the same name) and 3.x. A token in ``INFLUXDB_TOKEN``
-  is sent as ``Authorization: Token ...``; otherwise user and password go as basic auth.
-  The database is created when missing (servers that cannot, 2.x/3.x, create or map it
-  themselves).
-* Both take ``order_window=<seconds>`` (default 2): how long a raw write may take from
-  its read to its acknowledgement, and how long after a write it is verified while other
-  writers are live (docs/influxdb.md, "Stream order").
+* ``influxdb://[user:pass@]host:port/<database>[?rp=<policy>&org=<org>&tls=true]`` --
+  InfluxDB 1.x, 2.x (OSS >= 2.4 maps a bucket of the same name) and 3.x. A token in
+  ``INFLUXDB_TOKEN`` is sent as ``Authorization: Token ...``; otherwise user and password
+  go as basic auth. The database is created when missing (servers that cannot, 2.x/3.x,
+  create or map it themselves). ``org`` is only used by retention on 2.x, which deletes
+  through ``/api/v2/delete`` (the v1 API of 2.x has no DELETE; see ``retention.py``).
+* ``order_window`` (the verification window of earlier releases) is refused with the
+  reason: stream order now rests on one raw writer per database (docs/influxdb.md).
 * ``influxdb2://host:port/<bucket>?org=<org>[&retention=<seconds>&tls=true]`` -- InfluxDB
   2.x, token from ``INFLUXDB_TOKEN``: writes through influxdb-client on
   ``/api/v2/write`` (synchronous, bounded retries, errors surfaced), bucket and DBRP
@@ -22,15 +22,11 @@ Data layout (one database or bucket, dedicated to this platform)
     series is exactly one of our series and a point's identity (tags + time) is exactly
     ours (measurement, site, device, field, time): rewriting it replaces the value. Every
     write carries both fields, so a rewrite is always a complete field set. ``seq`` is the
-    JetStream sequence of the point's message (0 for writes from outside the stream),
-    packed with a batch token while several writers are live: see
-    :mod:`telemetry_core.store.influx.order`. Reads select ``value`` only. Why not one
+    JetStream sequence of the point's message (0 for writes from outside the stream):
+    see :mod:`telemetry_core.store.influx.order`. Reads select ``value`` only. Why not one
     InfluxDB measurement per telemetry measurement: the raw->15m rollup is then one
     ``GROUP BY time(15m), *`` over one measurement, names can never collide with the
     rollup measurements, and the tags keep the column names the API returns.
-``writers id="<random>"[,retired=true] <time ns>``
-    Heartbeats of the store objects writing raw points (see
-    :mod:`telemetry_core.store.influx.guard`); dropped with raw points by retention.
 ``rollup_<level>,<same tags> count=<n>i,sum=..,min=..,max=..,first=..,last=..,
 first_time=<ns>i,last_time=<ns>i,is_work_hours=<1|0|-1>i <window_start>``
     One measurement per level (``rollup_15m``, ``rollup_1h``, ``rollup_site_15m``...),
@@ -51,60 +47,25 @@ first_time=<ns>i,last_time=<ns>i,is_work_hours=<1|0|-1>i <window_start>``
 
 Series cardinality is the number of (measurement, site, device, field) combinations plus
 a few per site for the bookkeeping measurements: the same as the SQLite store's series
-table. Retention deletes on 1.x and through the 2.x delete API (``retention.py``);
-on InfluxDB 3.x give the database a retention period instead.
+table. Retention deletes with ``DELETE`` on 1.x and through ``/api/v2/delete`` on 2.x
+(``v1.py``, ``v2.py``); InfluxDB 3.x cannot delete points: give the database a retention
+period and switch ``[retention]`` off (the code location refuses to load otherwise).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from telemetry_core.identifiers import check_name
-from telemetry_core.store.base import StoreError, StoreUnavailable
-from telemetry_core.store.influx.guard import Timing
-from telemetry_core.store.influx.http import InfluxRequestError, V1Http, quote_ident
-from telemetry_core.store.influx.layout import tag_filters
+from telemetry_core.store.base import StoreError
+from telemetry_core.store.influx.http import InfluxRequestError, V1Http
 from telemetry_core.store.influx.store import InfluxStore
+from telemetry_core.store.influx.v1 import V1Writer
 
 __all__ = ["InfluxRequestError", "InfluxStore", "V1Writer", "open_influx"]
 
 _TRUE = ("1", "true", "yes", "on")
-
-
-class V1Writer:
-    """Writes through ``/write``; DELETE through InfluxQL where the server has it (1.x)."""
-
-    precise_delete = False
-
-    def __init__(self, http: V1Http) -> None:
-        self._http = http
-
-    def setup(self) -> None:
-        (series,) = self._http.query("SHOW DATABASES")  # raises when the server is down
-        if any(row and row[0] == self._http.database for s in series for row in s.values):
-            return
-        # 2.x/3.x refuse CREATE DATABASE on /query (some with a 5xx): their buckets map,
-        # or their databases appear, on the first write.
-        with contextlib.suppress(InfluxRequestError, StoreUnavailable):
-            self._http.query(f"CREATE DATABASE {quote_ident(self._http.database)}")
-
-    def write(self, body: str) -> None:
-        self._http.write(body)
-
-    def delete(self, measurement: str, start_ns: int, end_ns: int, tags: dict[str, str]) -> bool:
-        try:
-            self._http.query(
-                f"DELETE FROM {quote_ident(measurement)} WHERE time >= {int(start_ns)} "
-                f"AND time < {int(end_ns)}{tag_filters(**tags)}"
-            )
-        except InfluxRequestError:
-            return False
-        return True
-
-    def close(self) -> None:
-        return None
 
 
 def _parse(url: str) -> tuple[str, str, int, str, dict[str, str]]:
@@ -128,10 +89,12 @@ def open_influx(url: str) -> InfluxStore:
     token = os.environ.get("INFLUXDB_TOKEN") or None
     tls = params.get("tls", "").lower() in _TRUE
     timeout = float(params.get("timeout", "30"))
-    window = float(params.get("order_window", "2"))
-    if not 0 < window <= 60:
-        raise StoreError("order_window must be a number of seconds in (0, 60]")
-    timing = Timing(window)
+    if "order_window" in params:
+        raise StoreError(
+            "the order_window URL option is gone: stream order on InfluxDB now rests on one "
+            "ingest daemon per database, with no verification window (docs/influxdb.md, "
+            "'Stream order'); remove it from the store URL"
+        )
     if scheme == "influxdb":
         rp = params.get("rp")
         if rp is not None:
@@ -147,7 +110,8 @@ def open_influx(url: str) -> InfluxStore:
             timeout_s=timeout,
             retention_policy=rp,
         )
-        return InfluxStore(url, http, V1Writer(http), timing)
+        org = params.get("org") or None
+        return InfluxStore(url, http, V1Writer(http, org=org, token=token))
     if scheme == "influxdb2":
         from telemetry_core.store.influx.v2 import V2Writer
 
@@ -160,5 +124,5 @@ def open_influx(url: str) -> InfluxStore:
         base = f"{'https' if tls else 'http'}://{host}:{port}"
         retention = int(params["retention"]) if "retention" in params else None
         writer = V2Writer(base, token, org, name, http, retention_s=retention, timeout_s=timeout)
-        return InfluxStore(url, http, writer, timing)
+        return InfluxStore(url, http, writer)
     raise StoreError(f"not an InfluxDB store URL: {scheme}://")

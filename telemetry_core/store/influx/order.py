@@ -2,22 +2,20 @@
 
 Every raw point carries the JetStream stream sequence of its message in an integer field
 ``seq``. A write first learns which of its identities may already be stored and drops the
-points whose stored ``seq`` is higher (a redelivery after a crash); the rest are written
-with whole field sets (``value`` and ``seq``). That read-then-write is not atomic: with
-several writers at once, a lower sequence read before a higher one landed can land after
-it. So while other writers are registered (see :mod:`telemetry_core.store.influx.guard`),
-each batch gets a random token packed into its ``seq`` values, and ``window`` seconds after
-its write a verifier counts the points still carrying that token; a shortfall is checked
-point by point and a point overwritten by a lower sequence is written again. Why this
-closes the race for every write acknowledged within the window, and what is left, is
-argued in docs/influxdb.md ("Stream order").
+points whose stored ``seq`` is higher (a message redelivered after a crash, whose identity
+a later message rewrote); the rest are written with whole field sets (``value`` and
+``seq``). That read-then-write is not atomic in InfluxDB, so it is exact only while
+nobody else writes raw points between the read and the write: there is one raw writer
+per database. Within a process the store serialises its raw writes per database
+(``store.py``); across processes the ingest daemon holds a lease for the database
+(``ingest_daemon/lease.py``). Why, and what that leaves, is in docs/influxdb.md ("Stream
+order").
 
-This module: the ``seq`` packing, the in-call resolution, and the pre-write read.
+This module: the in-call resolution and the pre-write read.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -30,31 +28,20 @@ from telemetry_core.store.influx.layout import RAW, tag_filters
 Key = tuple[str, str, str, str]
 Query = Callable[[str], list[list[Series]]]
 
-SEQ_BITS = 36  # stream sequences below 2**36 (68.7 billion messages) take a token
-SEQ_LIMIT = 1 << SEQ_BITS
-TOKEN_BITS = 27  # 63 - SEQ_BITS: a packed value stays a negative int64
 NO_SEQ = -1  # a stored point written before sequences were stored loses to any write
 GAP_NS = 5 * 60 * 10**9  # a batch's times split into clusters at gaps wider than this
 AHEAD_NS = 15 * 60 * 10**9  # what the server holds is learnt up to this far past a batch
 STATEMENTS = 200  # InfluxQL statements per request
 _SEQ = quote_ident("seq")
-_KEY = itemgetter(0, 1, 2, 3)
+KEY = itemgetter(0, 1, 2, 3)
 _TIME = itemgetter(4)
 
 
-def pack(seq: int, token: int) -> int:
-    """``seq`` with a batch token, stored as a negative integer (plain seqs are >= 0)."""
-    return -1 - ((token << SEQ_BITS) | seq)
-
-
-def unpack(stored: int) -> int:
-    """The stream sequence of a stored ``seq`` value, packed or plain."""
-    return stored if stored >= 0 else (-1 - stored) & (SEQ_LIMIT - 1)
-
-
-def token_bounds(token: int) -> tuple[int, int]:
-    """The stored ``seq`` range of one token: a plain InfluxQL range condition."""
-    return pack(SEQ_LIMIT - 1, token), pack(0, token)
+def stream_seq(stored: int) -> int:
+    """The stream sequence of a stored ``seq``. Releases before the one-writer lease packed
+    a batch token into negative values (``-1 - (token << 36 | seq)``) while several
+    writers were live; points written then may still be stored, and are read so."""
+    return stored if stored >= 0 else (-1 - stored) & ((1 << 36) - 1)
 
 
 def resolve(
@@ -117,19 +104,19 @@ def stored_seqs(query: Query, wanted: dict[Key, list[int]]) -> dict[tuple[Key, i
         for key, found in zip(keys[i : i + STATEMENTS], results, strict=True):
             for one in found:
                 for t, stored in one.values:
-                    out[(key, t)] = NO_SEQ if stored is None else unpack(stored)
+                    out[(key, t)] = NO_SEQ if stored is None else stream_seq(stored)
     return out
 
 
 @dataclass
 class Knowledge:
-    """What the server held when asked at ``at`` (monotonic): per series, the newest
-    stored time within ``[lo, hi]``, plus what this store object wrote since. A point in
-    ``[lo, hi]`` newer than that cannot be stored yet, so it needs no read of its own."""
+    """What the server held when asked: per series, the newest stored time within
+    ``[lo, hi]``, plus what was written since (by the one writer of the database, so
+    nothing else can have been). A point in ``[lo, hi]`` newer than that cannot be stored
+    yet, so it needs no read of its own."""
 
     lo: int
     hi: int
-    at: float
     last: dict[Key, int]
 
 
@@ -145,59 +132,54 @@ class PreWrite:
         batch and AHEAD_NS beyond it, in one ``last()`` per series (a small answer)."""
         times = sorted(map(itemgetter(4), rows))
         lo, hi = clusters(times)[-1][0], times[-1] + AHEAD_NS
-        at = time.monotonic()
         (series,) = query(
             f"SELECT last({_SEQ}) FROM {quote_ident(RAW)} WHERE time >= {lo} "
             f"AND time <= {hi} GROUP BY *"
         )
-        self.known = Knowledge(lo, hi, at, {series_key(s): s.values[-1][0] for s in series})
+        self.known = Knowledge(lo, hi, {series_key(s): s.values[-1][0] for s in series})
 
-    def needs_refresh(self, rows: Sequence[Point], max_age_s: float | None) -> bool:
+    def needs_refresh(self, rows: Sequence[Point]) -> bool:
+        """Only when the batch reaches past what was learnt: the knowledge never goes
+        stale, because nobody else writes raw points to this database."""
         known = self.known
-        if known is None or max(map(itemgetter(4), rows)) > known.hi:
-            return True
-        return max_age_s is not None and time.monotonic() - known.at > max_age_s
+        return known is None or max(map(itemgetter(4), rows)) > known.hi
 
     def admit(
-        self, query: Query, rows: Sequence[Point], seqs: Sequence[int] | int
-    ) -> tuple[Sequence[Point], Sequence[int] | int]:
-        """Drop the points whose identity is stored with a higher sequence."""
+        self, query: Query, rows: Sequence[Point], seqs: Sequence[int] | int, keys: Sequence[Key]
+    ) -> list[int] | None:
+        """The indices of the points to write: those whose identity is not stored with a
+        higher sequence (None: all of them). ``keys`` are the points' series keys."""
         known = self.known
         assert known is not None, "refresh() first"
         lo, hi, get = known.lo, known.hi, known.last.get
         floor = lo - 1
         maybe = [
             i
-            for i, (k, t) in enumerate(zip(map(_KEY, rows), map(_TIME, rows), strict=True))
+            for i, (k, t) in enumerate(zip(keys, map(_TIME, rows), strict=True))
             if not lo <= t <= hi or t <= get(k, floor)
         ]
         if not maybe:
-            return rows, seqs  # the streaming case: nothing to read
+            return None  # the streaming case: nothing to read
         wanted: dict[Key, list[int]] = {}
         for i in maybe:
-            m, s, d, f, t, _ = rows[i]
-            wanted.setdefault((m, s, d, f), []).append(t)
+            wanted.setdefault(keys[i], []).append(rows[i][4])
         stored = stored_seqs(query, wanted)
-        const = seqs if isinstance(seqs, int) else None
         drop = set()
         for i in maybe:
-            m, s, d, f, t, _ = rows[i]
-            have = stored.get(((m, s, d, f), t))
-            if have is not None and have > (const if const is not None else seqs[i]):  # type: ignore[index]
+            have = stored.get((keys[i], rows[i][4]))
+            if have is not None and have > (seqs if isinstance(seqs, int) else seqs[i]):
                 drop.add(i)
         if not drop:
-            return rows, seqs
+            return None
         self.superseded += len(drop)
-        keep = [i for i in range(len(rows)) if i not in drop]
-        kept_seqs = seqs if const is not None else [seqs[i] for i in keep]  # type: ignore[index]
-        return [rows[i] for i in keep], kept_seqs
+        return [i for i in range(len(rows)) if i not in drop]
 
-    def wrote(self, rows: Sequence[Point]) -> None:
+    def wrote(self, keys: Sequence[Key], rows: Sequence[Point]) -> None:
         """Our own points are stored now: a later point at or before them needs a read."""
         if self.known is None:
             return
         last = self.known.last
         get = last.get
-        for key, t in zip(map(_KEY, rows), map(_TIME, rows), strict=True):
+        for key, t in zip(keys, map(_TIME, rows), strict=True):
             if t > get(key, -(2**63)):
                 last[key] = t

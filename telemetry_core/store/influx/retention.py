@@ -5,10 +5,10 @@ per window (``GROUP BY time()``, the windows aligned to the epoch like ours) and
 time ranges. Rollup tombstones (``count = 0``, see :mod:`telemetry_core.store.influx`)
 are not counted as rows and go with their window.
 
-Deletes go through the store's writer: ``DELETE FROM ... WHERE time ...`` on ``/query``
-for ``influxdb://`` (InfluxDB 1.x; the v1 API of 2.x and 3.x has no DELETE, and the
-server then answers with an error that is raised here, naming the alternative), the
-delete API for ``influxdb2://``. InfluxDB has no transactions: each window is counted
+Deletes go through the store's writer: on ``influxdb://`` ``DELETE`` on 1.x and
+``/api/v2/delete`` on 2.x (``v1.py``); InfluxDB 3.x cannot delete points, which
+:func:`check_retention` tells the Dagster code location when it loads (not the daily job
+at 03:30); the delete API for ``influxdb2://``. InfluxDB has no transactions: each window is counted
 again right before its delete and skipped if its count moved, which narrows, but cannot
 close, the gap a concurrent writer could use. What closes it in practice is that the
 ingest daemon refuses points older than ``[retention] raw_days``.
@@ -16,11 +16,11 @@ ingest daemon refuses points older than ``[retention] raw_days``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from telemetry_core.store.base import StoreError, level_width
-from telemetry_core.store.influx.guard import WRITERS
+from telemetry_core.store.base import StoreError, StoreUnavailable, level_width
 from telemetry_core.store.influx.http import quote_ident
 from telemetry_core.store.influx.layout import RAW, Writer, rollup_measurement
 from telemetry_core.windows import WINDOW_15M_NS
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from telemetry_core.store.influx.http import Series
 
 Query = Callable[[str], list]
+log = logging.getLogger(__name__)
 
 
 def _source(level: str | None) -> tuple[str, str, str, int]:
@@ -71,8 +72,7 @@ def delete(
 ) -> dict[int, int]:
     """Delete each window whose live row count is still ``expected[ws]``; returns the
     rows deleted per window. The windows are counted again in one query, then each run
-    of consecutive windows goes in one DELETE. Raw deletes also drop the writers'
-    heartbeats of those ranges (bookkeeping of the raw write path, see guard.py)."""
+    of consecutive windows goes in one DELETE."""
     measurement, _, _, width = _source(level)
     if not expected:
         return {}
@@ -88,11 +88,27 @@ def delete(
             runs.append([ws, ws + width])
     for start, end in runs:
         if not writer.delete(measurement, start, end, {}):
+            problem = getattr(writer, "retention_problem", lambda: None)()
             raise StoreError(
-                f"this InfluxDB server refuses DELETE on its v1 API, so retention cannot "
-                f"remove {measurement} windows: use influxdb2:// (delete API) or give the "
+                problem
+                or f"this InfluxDB server refuses DELETE, so retention cannot remove "
+                f"{measurement} windows: set [retention] enabled = false and give the "
                 "database a retention period instead"
             )
-        if level is None:
-            writer.delete(WRITERS, start, end, {})
     return {ws: expected[ws] for ws in same}
+
+
+def check_retention(writer: Writer) -> None:
+    """Raise a one-line ``StoreError`` when retention cannot delete on this server (asked
+    through ``/ping``); nothing when it can, or when the server does not answer now (the
+    job then fails on its own, saying why)."""
+    problem_of = getattr(writer, "retention_problem", None)
+    if problem_of is None:  # influxdb2://: the delete API, always there
+        return
+    try:
+        problem = problem_of()
+    except StoreUnavailable as exc:
+        log.warning("cannot ask InfluxDB whether retention can delete there: %s", exc)
+        return
+    if problem:
+        raise StoreError(problem)

@@ -8,29 +8,16 @@ is identical on InfluxDB 1.x, 2.x and 3.x.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import threading
-import time
+import weakref
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
 from telemetry_core.identifiers import check_series_key
-from telemetry_core.lineprotocol import check_finite, point_lines, series_prefixes
-from telemetry_core.store.base import (
-    Point,
-    StoreUnavailable,
-    WriteResult,
-)
+from telemetry_core.lineprotocol import check_finite, raw_lines, series_prefixes
+from telemetry_core.store.base import Point, WriteResult
 from telemetry_core.store.influx.frames import raw_frame
-from telemetry_core.store.influx.guard import (
-    Pending,
-    Registry,
-    Stats,
-    Timing,
-    Verifier,
-    new_token,
-)
 from telemetry_core.store.influx.http import InfluxRequestError, V1Http, quote_ident
 from telemetry_core.store.influx.late import LateMixin
 from telemetry_core.store.influx.layout import (
@@ -38,36 +25,51 @@ from telemetry_core.store.influx.layout import (
     Writer,
     tag_filters,
 )
-from telemetry_core.store.influx.order import SEQ_LIMIT, PreWrite, clusters, pack, resolve
+from telemetry_core.store.influx.order import KEY, Key, PreWrite, resolve
 from telemetry_core.store.influx.rollups import RollupMixin
 
 if TYPE_CHECKING:
     import polars as pl
 
-log = logging.getLogger(__name__)
+_PART_POINTS = 2_500  # points per request: a 5,000-point batch goes in two (see _write_ordered)
 
-_MAX_REQUEST_POINTS = 50_000  # ~5 MB of line protocol
+
+class RawWriter:
+    """The one raw writer of a database within this process: the lock that makes the
+    read before a write and the write one step, and what that read learnt. Shared by
+    every store object on the same database (two stores in one process are one writer,
+    not two racing ones); other processes are kept out by the daemon's lease."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.pre = PreWrite()
+        self.sender = ThreadPoolExecutor(1, thread_name_prefix="influx-raw-send")
+
+
+# (host, port, database, retention policy) -> its RawWriter, while a store uses it
+_RAW_WRITERS: weakref.WeakValueDictionary[tuple, RawWriter] = weakref.WeakValueDictionary()
+_RAW_WRITERS_LOCK = threading.Lock()
+
+
+def raw_writer(http: V1Http) -> RawWriter:
+    key = (http.host.lower(), http.port, http.database, http.retention_policy)
+    with _RAW_WRITERS_LOCK:
+        found = _RAW_WRITERS.get(key)
+        if found is None:
+            found = _RAW_WRITERS[key] = RawWriter()
+        return found
 
 
 class InfluxStore(LateMixin, RollupMixin):
-    def __init__(
-        self, url: str, http: V1Http, writer: Writer, timing: Timing | None = None
-    ) -> None:
+    def __init__(self, url: str, http: V1Http, writer: Writer) -> None:
         self.url = url
         self._http = http
         self._writer = writer
         self._prefixes: dict[tuple[str, str, str, str], str] = {}
         self._ready = False
-        self.timing = timing or Timing()
-        self._registry = Registry(self.timing)
-        self._pre = PreWrite()
-        # One write at a time per store object: the pre-write read and the knowledge it
-        # updates assume it (the daemon has one writer thread anyway).
-        self._write_lock = threading.RLock()
-        self._verify_http = http.fork()
-        self._verifier = Verifier(
-            self.timing, self._verify_http.query, writer.write, self._repaired
-        )
+        self._raw = raw_writer(http)
+        self._pre = self._raw.pre
+        self._write_lock = self._raw.lock
 
     def _ensure(self) -> None:
         """Set-up on first use, not at open: a daemon starting while InfluxDB is down
@@ -92,76 +94,62 @@ class InfluxStore(LateMixin, RollupMixin):
         if not points:
             return WriteResult(0)
         rows, row_seqs = resolve(points, seqs)
+        keys: list[Key] = list(map(KEY, rows))
         # Refuse a bad name or NaN anywhere before anything is sent.
-        series_prefixes(rows, measurement=RAW, cache=self._prefixes, check=check_series_key)
+        if not all(map(self._prefixes.__contains__, keys)):
+            series_prefixes(rows, measurement=RAW, cache=self._prefixes, check=check_series_key)
         check_finite(rows)
         self._ensure()
         with self._write_lock:
-            written = self._write_ordered(rows, row_seqs, late_cutoff_ns)
+            written = self._write_ordered(rows, row_seqs, keys)
             late = self._late(written, late_cutoff_ns)
         return WriteResult(len(points), late)
 
     def _write_ordered(
-        self, rows: Sequence[Point], seqs: Sequence[int] | int, late_cutoff_ns: int | None
+        self, rows: Sequence[Point], seqs: Sequence[int] | int, keys: Sequence[Key]
     ) -> Sequence[Point]:
-        """Read, write, and queue the check; returns the points written."""
-        registry, pre = self._registry, self._pre
-        beat = registry.begin(self.query, self._writer.write)
-        alone = registry.alone
-        if pre.needs_refresh(rows, None if alone else self.timing.refresh_s):
-            pre.refresh(self.query, rows)
-        rows, seqs = pre.admit(self.query, rows, seqs)
-        if not rows:
-            return rows
-        read_at = pre.known.at if pre.known is not None else time.monotonic()
-        token, exact, stored_seqs = 0, False, seqs
-        if not alone:
-            token = new_token()
-            top = seqs if isinstance(seqs, int) else max(seqs)
-            if top >= SEQ_LIMIT:
-                exact = True  # cannot carry a token: checked point by point
-            elif isinstance(seqs, int):
-                stored_seqs = pack(seqs, token)
-            else:
-                stored_seqs = [pack(q, token) for q in seqs]
-        lines = point_lines(rows, self._prefixes, stored_seqs)
-        beat_line = registry.line() if beat else ""
-        step = _MAX_REQUEST_POINTS
-        bodies = ["\n".join(lines[i : i + step]) + "\n" for i in range(0, len(lines), step)]
-        for body in bodies:
-            self._writer.write(body + beat_line)
-            if beat_line:
-                registry.beat_at, beat_line = time.monotonic(), ""
-        acked = time.monotonic()
-        pre.wrote(rows)
-        if alone:
-            return rows
-        if acked - read_at > self.timing.window_s:
-            self._verifier.stats.slow_writes += 1
-            log.warning(
-                "a write took %.1f s from its read to its acknowledgement (window %.1f s): a "
-                "concurrent newer value of the same points may have been overwritten",
-                acked - read_at,
-                self.timing.window_s,
-            )
-        times = sorted(p[4] for p in rows)
-        self._verifier.add(
-            Pending(
-                token,
-                acked + self.timing.window_s,
-                clusters(times),
-                len({p[:5] for p in rows}),
-                "".join(bodies),
-                exact=exact,
-                late_cutoff_ns=late_cutoff_ns,
-            )
-        )
-        return rows
+        """Read what may be stored, drop what a newer message already wrote, write the
+        rest; returns the points written. No wait and no check afterwards: nobody else
+        writes raw points to this database (see order.py).
 
-    def _repaired(self, sites_times: list[tuple[str, int]], late_cutoff_ns: int | None) -> None:
-        """Points written again by the verifier mark their windows like any write."""
-        with self._write_lock:
-            self._late([("", s, "", "", t, 0.0) for s, t in sites_times], late_cutoff_ns)
+        The batch goes in parts, each read, encoded and POSTed while the server writes the
+        part before (on the database's sender thread): this store's own work then hides
+        behind the server's instead of adding to it. Parts are written in order, so a
+        later point of an identity still lands last; what a part's read relies on is not
+        changed by the parts before it (a point of the same identity there has a sequence
+        no higher, or ``resolve`` kept one point per identity). Every part is acknowledged,
+        or the call raises, before it returns."""
+        pre, step, prefix = self._pre, _PART_POINTS, self._prefixes.__getitem__
+        if pre.needs_refresh(rows):
+            pre.refresh(self.query, rows)
+        written: list[Point] | None = None  # None while nothing was dropped
+        pending: Future[None] | None = None
+        try:
+            for i in range(0, len(rows), step):
+                part, part_keys = rows[i : i + step], keys[i : i + step]
+                part_seqs = seqs if isinstance(seqs, int) else seqs[i : i + step]
+                keep = pre.admit(self.query, part, part_seqs, part_keys)
+                if keep is not None:
+                    part, part_keys = [part[j] for j in keep], [part_keys[j] for j in keep]
+                    if not isinstance(part_seqs, int):
+                        part_seqs = [part_seqs[j] for j in keep]
+                    if written is None:
+                        written = list(rows[:i])
+                if written is not None:
+                    written.extend(part)
+                if not part:
+                    continue
+                body = "\n".join(raw_lines(map(prefix, part_keys), part, part_seqs)) + "\n"
+                if pending is not None:
+                    pending.result()
+                pending = self._raw.sender.submit(self._writer.write, body)
+                pre.wrote(part_keys, part)  # early is safe: later points are read first
+            if pending is not None:
+                pending.result()
+        finally:  # never return (or raise) with a part still in flight
+            if pending is not None and not pending.done():
+                wait([pending])
+        return rows if written is None else written
 
     def read_points(
         self, start_ns, end_ns, *, measurement=None, field=None, site_id=None, device_id=None
@@ -191,24 +179,12 @@ class InfluxStore(LateMixin, RollupMixin):
         self._ensure()
 
     @property
-    def order_stats(self) -> Stats:
-        """Stream-order bookkeeping: batches verified, points repaired, slow writes."""
-        return self._verifier.stats
-
-    @property
     def superseded(self) -> int:
         """Points not written because a newer message's value was already stored."""
         return self._pre.superseded
 
     def close(self) -> None:
-        """Verify what is still pending (waiting out its window), retire from the
-        registry, close the connections."""
-        self._verifier.close()
-        if self._registry.beat_at is not None:
-            with contextlib.suppress(StoreUnavailable, InfluxRequestError):
-                self._writer.write(self._registry.line(retired=True))
         self._writer.close()
-        self._verify_http.close()
         self._http.close()
 
     def __repr__(self) -> str:
@@ -226,6 +202,12 @@ class InfluxStore(LateMixin, RollupMixin):
         from telemetry_core.store.influx import retention as influx_retention
 
         return influx_retention.counts(self.query, level, start_ns, end_ns)
+
+    def check_retention(self) -> None:
+        """A one-line ``StoreError`` when retention cannot delete on this server."""
+        from telemetry_core.store.influx import retention as influx_retention
+
+        influx_retention.check_retention(self._writer)
 
     def retention_delete(self, level: str | None, expected: Mapping[int, int]) -> dict[int, int]:
         from telemetry_core.store.influx import retention as influx_retention

@@ -4,7 +4,9 @@ Why synchronous writes with our own retry loop: the client's default batching wr
 logs and *drops* a batch that finally fails (influxdb-client-python issues #198, #80,
 #332), which would break the daemon's rule "ack only after the store commits". Here a
 write either succeeds, is retried a bounded number of times (connection errors, 5xx,
-429), or raises -- StoreUnavailable for "later", InfluxRequestError for "never".
+429), or raises -- StoreUnavailable for "later", otherwise what
+:func:`~telemetry_core.store.influx.http.classify` says (a refused write is
+``StoreRefused``, 401/403 an authorisation error).
 
 Why the delete API for replacing a window: the v1 API of 2.x has no DELETE. The delete
 API's time range includes *both* ends, so ``[start, end)`` is sent as
@@ -22,7 +24,7 @@ from typing import TypeVar
 
 from telemetry_core.identifiers import check_name
 from telemetry_core.store.base import StoreUnavailable
-from telemetry_core.store.influx.http import InfluxRequestError, V1Http
+from telemetry_core.store.influx.http import V1Http, classify
 
 _T = TypeVar("_T")
 
@@ -89,8 +91,8 @@ class V2Writer:
             except ApiException as exc:
                 status = exc.status or 0
                 if 400 <= status < 500 and status not in (408, 429):
-                    raise InfluxRequestError(
-                        f"influxdb2 {what} refused ({status}): {_message(exc)}"
+                    raise classify(
+                        status, _message(exc), what, write=what == "write", scheme="influxdb2"
                     ) from exc
                 last = exc
             except (HTTPError, OSError) as exc:
