@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from telemetry_cli.services import start_influxd, stop_process
+from telemetry_cli.services import stop_process
 from telemetry_core.store import StoreUnavailable, open_store
 from tests.conftest import need_service
 from tests.daemon.conftest import publish_all, wait_until
+from tests.harness.influxd import start_influxd
 
 pytestmark = pytest.mark.slow
 INFLUXD = shutil.which("influxd") or "/usr/bin/influxd"
