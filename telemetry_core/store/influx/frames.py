@@ -51,13 +51,3 @@ def raw_frame(series: list[Series]) -> pl.DataFrame:
 
 def series_key(s: Series) -> tuple[str, str, str, str]:
     return (s.tags["measurement"], s.tags["site_id"], s.tags["device_id"], s.tags["field"])
-
-
-def rows_by_key(series: list[Series]) -> dict[tuple, dict[str, object]]:
-    """(time, measurement, site, device, field) -> {column: value} for every row."""
-    out: dict[tuple, dict[str, object]] = {}
-    for s in series:
-        key = series_key(s)
-        for row in s.values:
-            out[(row[0], *key)] = dict(zip(s.columns, row, strict=True))
-    return out
