@@ -35,6 +35,7 @@ from telemetry_api.schema import (
     AlertOut,
     HealthResponse,
     SeriesResponse,
+    SilenceOut,
     TopResponse,
     time_query,
 )
@@ -282,6 +283,19 @@ def create_app(
 
         since_ns = None if since is None else parse_time(since, "since")
         return JSONResponse(list_alerts(deps.alerts_db(), state=state, since_ns=since_ns))
+
+    @app.get(
+        "/v1/silences",
+        summary="Silences (active, pending and expired)",
+        response_class=JSONResponse,
+        responses={200: {"model": list[SilenceOut]}, **ERRORS},
+    )
+    def get_silences() -> JSONResponse:
+        """As `telemetry silence list --state all --format json`: every silence, the latest
+        start first, with its state now."""
+        from telemetry_core.alerts.mutes import SILENCE_STATES, list_silences
+
+        return JSONResponse(list_silences(deps.alerts_db(), SILENCE_STATES))
 
     @app.get(
         "/health",
