@@ -95,13 +95,13 @@ def add_silence(
     if not comment.strip():
         raise ConfigError("a silence needs a comment (--comment TEXT): say why")
     now = time.time_ns() if now_ns is None else now_ns
+    if ends_at <= now:
+        raise ConfigError(f"the silence would end in the past ({format_rfc3339(ends_at)})")
     if ends_at <= starts_at:
         raise ConfigError(
             f"the silence would end ({format_rfc3339(ends_at)}) before it starts "
             f"({format_rfc3339(starts_at)})"
         )
-    if ends_at <= now:
-        raise ConfigError(f"the silence would end in the past ({format_rfc3339(ends_at)})")
     silence = Silence(
         f"sil_{uuid.uuid4().hex[:16]}", dict(matchers), starts_at, ends_at, comment, created_by
     )
