@@ -106,6 +106,7 @@ def add_silence(
         f"sil_{uuid.uuid4().hex[:16]}", dict(matchers), starts_at, ends_at, comment, created_by
     )
     with db.write() as conn:
+        _changed(conn, now)
         conn.execute(
             f"INSERT INTO silences ({_SILENCE_COLUMNS}, created_at) VALUES (?,?,?,?,?,?,?)",
             (silence.silence_id, json.dumps(silence.matchers, sort_keys=True), starts_at,
@@ -140,6 +141,7 @@ def expire_silence(db: AlertsDB, silence_id: str, now_ns: int | None = None) -> 
         silence = _silence(row)
         if silence.state(now) != "expired":
             starts = min(silence.starts_at, now)
+            _changed(conn, now)
             conn.execute(
                 "UPDATE silences SET starts_at = ?, ends_at = ? WHERE silence_id = ?",
                 (starts, now, silence_id),
@@ -150,6 +152,44 @@ def expire_silence(db: AlertsDB, silence_id: str, now_ns: int | None = None) -> 
 
 
 # -- the decision -------------------------------------------------------------------------
+# Silences change rarely (a person types a command) and are read on every transition, so
+# each process keeps them parsed, keyed on ``alert_meta['silences']``: a stamp every
+# add/expire moves (a nanosecond time, so two databases in one process never share one).
+# One tiny indexed read per decision tells whether the copy is current.
+_Cached = tuple[int, int, tuple[tuple[str, int, int, dict[str, str]], ...]]
+_cache: _Cached | None = None  # (stamp, loaded for times >= this, silences)
+
+
+def _changed(conn: Connection, now_ns: int) -> None:
+    row = conn.execute("SELECT v FROM alert_meta WHERE k = 'silences'").fetchone()
+    stamp = max((row[0] if row else 0) + 1, now_ns, time.time_ns())
+    conn.execute(
+        "INSERT INTO alert_meta (k, v) VALUES ('silences', ?) ON CONFLICT (k) DO UPDATE SET v = ?",
+        (stamp, stamp),
+    )
+
+
+def _silences(conn: Connection, now_ns: int) -> tuple[tuple[str, int, int, dict[str, str]], ...]:
+    """Silences that have not ended by ``now_ns``, from the process's copy when current."""
+    global _cache
+    row = conn.execute("SELECT v FROM alert_meta WHERE k = 'silences'").fetchone()
+    if row is None:
+        return ()
+    cached = _cache
+    if cached is None or cached[0] != row[0] or now_ns < cached[1]:
+        rows = conn.execute(
+            "SELECT silence_id, starts_at, ends_at, matchers FROM silences WHERE ends_at > ? "
+            "ORDER BY starts_at, silence_id",
+            (now_ns,),
+        ).fetchall()
+        cached = _cache = (
+            row[0],
+            now_ns,
+            tuple((r[0], r[1], r[2], json.loads(r[3])) for r in rows),
+        )
+    return cached[2]
+
+
 def mute_reason(
     conn: Connection,
     settings: AlertSettings,
@@ -161,13 +201,8 @@ def mute_reason(
 
     Silences first, then maintenance windows, then inhibition (``alert_id``, the alert
     itself, never inhibits itself)."""
-    rows = conn.execute(
-        "SELECT silence_id, matchers FROM silences WHERE starts_at <= ? AND ends_at > ? "
-        "ORDER BY starts_at, silence_id",
-        (now_ns, now_ns),
-    ).fetchall()
-    for silence_id, raw in rows:
-        if matches(json.loads(raw), labels):
+    for silence_id, starts_at, ends_at, matchers in _silences(conn, now_ns):
+        if starts_at <= now_ns < ends_at and matches(matchers, labels):
             return f"silence {silence_id}"
     for window in settings.maintenance:
         if window.mutes(labels, now_ns):
