@@ -290,3 +290,20 @@ def test_site_dark_inhibits_its_device_silent_alerts(store, alerts_db):  # noqa:
         "pending"]  # another site: not inhibited  # fmt: skip
     fired = [d for k, d in events(alerts_db) if k == "alert.firing" and d["rule"] == "site-dark"]
     assert fired[0]["device_id"] is None  # the webhook body of a site alert: no device
+
+
+def test_ingest_check_names_the_bad_window_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[maintenance]]\nname = "site-a-sunday"\nmatch = { site_id = "site-a" }\n'
+                   'days = ["sunday"]\nstart = "02:00"\nend = "06:00"\n')  # fmt: skip
+    env = {**os.environ, "TELEMETRY_CONFIG": str(bad),
+           "TELEMETRY_STORE_URL": f"sqlite:///{tmp_path / 't.db'}"}  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "telemetry_cli", "ingest", "--check"], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 2
+    [line] = proc.stderr.strip().splitlines()
+    assert "[[maintenance]] #1 (site-a-sunday): days must be" in line
