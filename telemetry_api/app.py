@@ -278,7 +278,8 @@ def create_app(
     ) -> JSONResponse:
         """As `telemetry alerts --format json`: newest first, each with one delivery entry
         per attempt (`delivered` | `failed`), a trailing `pending` entry while a delivery is
-        due, or one `suppressed` entry (cooldown)."""
+        due, or one `suppressed` entry with its `reason` (cooldown, a silence, a
+        maintenance window or the inhibiting alert)."""
         from telemetry_core.alerts import list_alerts
 
         since_ns = None if since is None else parse_time(since, "since")

@@ -196,11 +196,13 @@ def mute_reason(
     labels: Labels,
     now_ns: int,
     alert_id: str | None = None,
+    firing: list[Any] | None = None,
 ) -> str | None:
     """Why a notification of the alert with ``labels`` is muted at ``now_ns``, or None.
 
     Silences first, then maintenance windows, then inhibition (``alert_id``, the alert
-    itself, never inhibits itself)."""
+    itself, never inhibits itself; ``firing``: the firing alerts' ids and labels, when the
+    caller decides for many alerts in one transaction)."""
     for silence_id, starts_at, ends_at, matchers in _silences(conn, now_ns):
         if starts_at <= now_ns < ends_at and matches(matchers, labels):
             return f"silence {silence_id}"
@@ -209,15 +211,19 @@ def mute_reason(
             return f"maintenance {window.name}"
     rules = [r for r in settings.inhibit if matches(r.target, labels)]
     if rules:
-        sources = conn.execute(
-            f"SELECT alert_id, {LABEL_COLUMNS} FROM alerts WHERE state = 'firing' "
-            "ORDER BY started_at, alert_id"
-        ).fetchall()
+        sources = _firing(conn) if firing is None else firing
         for rule in rules:
             for row in sources:
                 if row[0] != alert_id and rule.inhibits(labels_of(row[1:]), labels):
                     return f"inhibited by {row[0]}"
     return None
+
+
+def _firing(conn: Connection) -> list[Any]:
+    return conn.execute(
+        f"SELECT alert_id, {LABEL_COLUMNS} FROM alerts WHERE state = 'firing' "
+        "ORDER BY started_at, alert_id"
+    ).fetchall()
 
 
 def _muted_firing(conn: Connection) -> list[Any]:
@@ -234,8 +240,10 @@ def has_released(db: AlertsDB, settings: AlertSettings, now_ns: int | None = Non
         return False
     now = time.time_ns() if now_ns is None else now_ns
     with db.read() as conn:
-        for row in _muted_firing(conn):
-            if mute_reason(conn, settings, labels_of(row[1:]), now, row[0]) is None:
+        muted = _muted_firing(conn)
+        firing = _firing(conn) if muted and settings.inhibit else []
+        for row in muted:
+            if mute_reason(conn, settings, labels_of(row[1:]), now, row[0], firing) is None:
                 return True
     return False
 
@@ -247,10 +255,12 @@ def release_ended(db: AlertsDB, settings: AlertSettings, now_ns: int | None = No
 
     now = time.time_ns() if now_ns is None else now_ns
     with db.write() as conn:
+        muted = _muted_firing(conn)
+        firing = _firing(conn) if muted and settings.inhibit else []
         released = [
             row[0]
-            for row in _muted_firing(conn)
-            if mute_reason(conn, settings, labels_of(row[1:]), now, row[0]) is None
+            for row in muted
+            if mute_reason(conn, settings, labels_of(row[1:]), now, row[0], firing) is None
         ]
         if not released:
             return 0

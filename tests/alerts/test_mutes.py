@@ -307,3 +307,26 @@ def test_ingest_check_names_the_bad_window_in_one_line(tmp_path):
     assert proc.returncode == 2
     [line] = proc.stderr.strip().splitlines()
     assert "[[maintenance]] #1 (site-a-sunday): days must be" in line
+
+
+def test_inhibited_alert_is_released_when_its_source_resolves(alerts_db):
+    feed = {"name": "feed-high", "measurement": "energy", "field": "feed_w", "above": 100}
+    inhibit = {"source": {"rule": "feed-high"}, "target": {"rule": "power-*"},
+               "equal": ["site_id"]}  # fmt: skip
+    config = parse_config({"thresholds": [POWER_HIGH, feed],
+                           "alerts": {"files": FILES, "cooldown_seconds": 0,
+                                      "inhibit": [inhibit]}})  # fmt: skip
+    engine = ThresholdEngine(config, alerts_db)
+    feed_point = ("energy", "site-a", "feeder", "feed_w", T0, 500.0)
+    engine.apply([feed_point], None, T0)
+    engine.apply([point(1, 6000), point(1, 6000, site="site-b")], None, T0 + S)
+    source = next(a for a in list_alerts(alerts_db) if a["rule"] == "feed-high")
+    assert suppressed_reasons(alerts_db) == [("firing", f"inhibited by {source['alert_id']}")]
+    assert not has_released(alerts_db, config.alerts, T0 + 2 * S)
+    engine.apply([(*feed_point[:4], T0 + 3 * S, 1.0)], None, T0 + 3 * S)  # the source resolves
+    assert has_released(alerts_db, config.alerts, T0 + 4 * S)
+    assert release_ended(alerts_db, config.alerts, T0 + 4 * S) == 1
+    target = next(a for a in list_alerts(alerts_db) if a["site_id"] == "site-a"
+                  and a["rule"] == "power-high")  # fmt: skip
+    assert [(d["event"], d["outcome"]) for d in target["deliveries"]] == [
+        ("firing", "suppressed"), ("firing", "pending")]  # fmt: skip
