@@ -116,7 +116,7 @@ def print_table(alerts: list[dict[str, Any]]) -> None:
     rows = [
         [
             a["started_at"], a["state"], a["severity"], a["rule"], a["kind"],
-            f"{a['measurement']}/{a['site_id']}/{a['device_id']}/{a['field']}",
+            f"{a['measurement']}/{a['site_id']}/{a['device_id'] or '*'}/{a['field']}",
             "-" if a["value"] is None else f"{a['value']:.6g}",
             a["resolved_at"] or "-", _summary(a["deliveries"]),
         ]
