@@ -330,3 +330,14 @@ def test_inhibited_alert_is_released_when_its_source_resolves(alerts_db):
                   and a["rule"] == "power-high")  # fmt: skip
     assert [(d["event"], d["outcome"]) for d in target["deliveries"]] == [
         ("firing", "suppressed"), ("firing", "pending")]  # fmt: skip
+
+
+def test_a_source_firing_in_the_same_batch_inhibits_its_targets(alerts_db):
+    feed = {"name": "feed-high", "measurement": "energy", "field": "feed_w", "above": 100}
+    inhibit = {"source": {"rule": "feed-high"}, "target": {"rule": "power-*"}}
+    config = parse_config({"thresholds": [POWER_HIGH, feed],
+                           "alerts": {"files": FILES, "inhibit": [inhibit]}})  # fmt: skip
+    engine = ThresholdEngine(config, alerts_db)
+    engine.apply([point(0, 6000), ("energy", "site-a", "feeder", "feed_w", T0, 500.0)], None, T0)
+    [(event, why)] = suppressed_reasons(alerts_db)
+    assert event == "firing" and why.startswith("inhibited by alert_")
