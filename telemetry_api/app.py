@@ -35,6 +35,7 @@ from telemetry_api.schema import (
     AlertOut,
     HealthResponse,
     SeriesResponse,
+    SilenceOut,
     TopResponse,
     time_query,
 )
@@ -277,11 +278,25 @@ def create_app(
     ) -> JSONResponse:
         """As `telemetry alerts --format json`: newest first, each with one delivery entry
         per attempt (`delivered` | `failed`), a trailing `pending` entry while a delivery is
-        due, or one `suppressed` entry (cooldown)."""
+        due, or one `suppressed` entry with its `reason` (cooldown, a silence, a
+        maintenance window or the inhibiting alert)."""
         from telemetry_core.alerts import list_alerts
 
         since_ns = None if since is None else parse_time(since, "since")
         return JSONResponse(list_alerts(deps.alerts_db(), state=state, since_ns=since_ns))
+
+    @app.get(
+        "/v1/silences",
+        summary="Silences (active, pending and expired)",
+        response_class=JSONResponse,
+        responses={200: {"model": list[SilenceOut]}, **ERRORS},
+    )
+    def get_silences() -> JSONResponse:
+        """As `telemetry silence list --state all --format json`: every silence, the latest
+        start first, with its state now."""
+        from telemetry_core.alerts.mutes import SILENCE_STATES, list_silences
+
+        return JSONResponse(list_silences(deps.alerts_db(), SILENCE_STATES))
 
     @app.get(
         "/health",

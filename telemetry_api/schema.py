@@ -104,6 +104,11 @@ class DeliveryOut(BaseModel):
     outcome: Literal["delivered", "failed", "pending", "suppressed"]
     status: int | None
     error: str | None
+    reason: str | None = Field(
+        None,
+        description="suppressed entries only: cooldown, silence <silence_id>, "
+        "maintenance <name> or inhibited by <alert_id>",
+    )
 
 
 class AlertOut(BaseModel):
@@ -114,12 +119,22 @@ class AlertOut(BaseModel):
     state: Literal["firing", "resolved"]
     measurement: str
     site_id: str
-    device_id: str
+    device_id: str | None = Field(description="null for a site-level (scope = site) alert")
     field: str
     value: float | None
     started_at: str | None
     resolved_at: str | None
     deliveries: list[DeliveryOut]
+
+
+class SilenceOut(BaseModel):
+    silence_id: str
+    matchers: dict[str, str]
+    starts_at: str
+    ends_at: str
+    comment: str
+    created_by: str
+    state: Literal["active", "pending", "expired"]
 
 
 class HealthResponse(BaseModel):

@@ -25,13 +25,17 @@ min_severity the alert meets. Delivery outcomes, one entry per attempt:
               after which the delivery stays failed and visible
   pending     not attempted yet or waiting for its retry (attempt: the next attempt's number,
               at: when it is due); the alert_job sends it
-  suppressed  not sent: the key fired again within cooldown_seconds of its last notification
-              (attempt 0); that alert's resolution is suppressed too
+  suppressed  not sent (attempt 0), with its reason: "cooldown" (the key fired again within
+              cooldown_seconds of its last notification; that alert's resolution is
+              suppressed too), "silence <silence_id>", "maintenance <name>" or
+              "inhibited by <alert_id>" (see telemetry silence --help: when the mute ends
+              and the alert still fires, its firing is delivered then)
 
 --since keeps alerts that fired or resolved at or after T (RFC 3339 or relative, e.g. -2h).
 --format json prints one array: the webhook's data keys (alert_id, rule, kind, severity, state,
 measurement, site_id, device_id, field, value, started_at, resolved_at) plus deliveries, a list
-of {webhook, event, attempt, at, outcome, status, error}.
+of {webhook, event, attempt, at, outcome, status, error} (suppressed entries add reason). A
+site-level alert (scope = "site") has device_id null.
 
 The alerts database is TELEMETRY_ALERTS_DB when set (a path, sqlite:///path or
 postgresql://user@host/db), else the store's own SQLite file (TELEMETRY_STORE_URL=sqlite:///...)
@@ -112,7 +116,7 @@ def print_table(alerts: list[dict[str, Any]]) -> None:
     rows = [
         [
             a["started_at"], a["state"], a["severity"], a["rule"], a["kind"],
-            f"{a['measurement']}/{a['site_id']}/{a['device_id']}/{a['field']}",
+            f"{a['measurement']}/{a['site_id']}/{a['device_id'] or '*'}/{a['field']}",
             "-" if a["value"] is None else f"{a['value']:.6g}",
             a["resolved_at"] or "-", _summary(a["deliveries"]),
         ]

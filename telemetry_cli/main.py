@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "telemetry_cli.backfill.command",
     "telemetry_cli.dlq",
     "telemetry_cli.alerts",
+    "telemetry_cli.silence",
     "telemetry_cli.api",
     "telemetry_cli.nats_config_cmd",
 )
@@ -74,7 +75,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-TIME_OPTIONS = ("--start", "--end", "--since")
+TIME_OPTIONS = ("--start", "--end", "--since", "--until")
 
 
 def _glue_relative_times(argv: list[str]) -> list[str]:

@@ -14,6 +14,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from telemetry_core.alerts.matchers import (
+    MAINTENANCE_KEYS,
+    MaintenanceWindow,
+    check_matchers,
+    maintenance_where,
+)
 from telemetry_core.alerts.rules import (
     SEVERITIES,
     AlertSettings,
@@ -24,7 +30,13 @@ from telemetry_core.alerts.rules import (
 from telemetry_core.dictionaries import parse_dictionaries
 from telemetry_core.errors import ConfigError
 from telemetry_core.identifiers import IdentifierError, check_field, check_name
-from telemetry_core.timeutil import TimestampError, format_rfc3339, parse_rfc3339, to_datetime
+from telemetry_core.timeutil import (
+    TimestampError,
+    format_rfc3339,
+    from_datetime,
+    parse_rfc3339,
+    to_datetime,
+)
 from telemetry_core.windows import HOUR_NS
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -184,8 +196,17 @@ def _site(site_id: str, raw: Any) -> Site:
 def parse_config(data: dict[str, Any]) -> Config:
     _take(
         data,
-        {"sites", "fields", "thresholds", "anomalies", "alerts", "retention", "rollups"}
-        | {"dictionaries"},
+        {
+            "sites",
+            "fields",
+            "thresholds",
+            "anomalies",
+            "alerts",
+            "retention",
+            "rollups",
+            "maintenance",
+            "dictionaries",
+        },
         "the config file",
     )
     sites = {sid: _site(sid, raw) for sid, raw in _table(data.get("sites", {}), "[sites]").items()}
@@ -212,6 +233,7 @@ def parse_config(data: dict[str, Any]) -> Config:
         enabled,
     )
     rollups = _rollups(_table(data.get("rollups", {}), "[rollups]"))
+    alerts = _with_maintenance(alerts, data, sites)
     config = Config(sites, fields, thresholds, retention, rollups, anomalies, alerts)
     dictionaries = parse_dictionaries(data.get("dictionaries", {}))
     return replace(config, dictionaries=dictionaries)
@@ -241,6 +263,73 @@ def _rollups(roll: dict[str, Any]) -> Rollups:
             f"too), got {start!r}"
         )
     return Rollups(grace, format_rfc3339(start_ns))
+
+
+def _with_maintenance(
+    alerts: AlertSettings, data: dict[str, Any], sites: dict[str, Site]
+) -> AlertSettings:
+    """``[[maintenance]]`` windows, kept with the alert settings (the lifecycle reads them
+    there). A recurring window is work hours' twin: the same days/start/end rules, in the
+    zone of the site its ``match`` names exactly (UTC otherwise)."""
+    raw_windows = data.get("maintenance", [])
+    if not isinstance(raw_windows, list):
+        raise ConfigError("[[maintenance]] must be an array of tables ([[maintenance]])")
+    windows = [_maintenance(i, raw, sites) for i, raw in enumerate(raw_windows)]
+    seen: set[str] = set()
+    for w in windows:
+        if w.name in seen:
+            raise ConfigError(f"[[maintenance]] ({w.name}): two windows have this name")
+        seen.add(w.name)
+    return replace(alerts, maintenance=tuple(windows)) if windows else alerts
+
+
+def _maintenance(i: int, raw: Any, sites: dict[str, Site]) -> MaintenanceWindow:
+    where = maintenance_where(i, raw)
+    data = _table(raw, where)
+    _take(data, MAINTENANCE_KEYS, where)
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: needs 'name' (a string)")
+    match = check_matchers(data.get("match"), f"{where} match")
+    recurring = {"days", "start", "end"} & set(data)
+    one_off = {"from", "until"} & set(data)
+    if recurring and one_off:
+        raise ConfigError(f"{where}: either days/start/end (recurring) or from/until, not both")
+    if one_off:
+        if one_off != {"from", "until"}:
+            raise ConfigError(f"{where}: a one-off window needs both 'from' and 'until'")
+        start, end = (
+            _instant(data["from"], f"{where} from"),
+            _instant(data["until"], f"{where} until"),
+        )
+        if end <= start:
+            raise ConfigError(f"{where}: until must be later than from")
+        return MaintenanceWindow(name, match, from_ns=start, until_ns=end)
+    if {"start", "end"} - set(data):
+        raise ConfigError(f"{where}: needs start and end (HH:MM, recurring) or from and until")
+    days = data.get("days", list(DAYS))
+    if not isinstance(days, list) or not days or any(d not in DAYS for d in days):
+        raise ConfigError(f"{where}: days must be a list of {', '.join(DAYS)}")
+    start_t = _hhmm(data["start"], f"{where} start")
+    end_t = _hhmm(data["end"], f"{where} end")
+    if start_t == end_t:
+        raise ConfigError(f"{where}: start and end are equal")
+    site_id = match.get("site_id")
+    zone = sites[site_id].timezone if site_id in sites and "*" not in site_id else "UTC"
+    hours = WorkHours(frozenset(DAYS.index(d) for d in days), start_t, end_t)
+    return MaintenanceWindow(name, match, timezone=zone, hours=hours)
+
+
+def _instant(value: Any, where: str) -> int:
+    """A TOML datetime (one without an offset is UTC) or RFC 3339 text -> ns."""
+    if isinstance(value, datetime):
+        return from_datetime(value if value.tzinfo else value.replace(tzinfo=UTC))
+    try:
+        return parse_rfc3339(str(value))
+    except TimestampError:
+        raise ConfigError(
+            f"{where} must be a time like 2026-12-24T08:00:00Z, got {value!r}"
+        ) from None
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

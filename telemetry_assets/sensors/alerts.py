@@ -1,8 +1,10 @@
 """``alert_sensor``: start ``alert_job`` whenever an outbox entry is due, one run at a time.
 
 Each tick is one indexed query on the alerts database (``has_due``: a new event, or a
-retry whose backoff has passed; entries claimed by a running delivery are not due) and
-one query on the run storage. It requests a run only when something is due and no
+retry whose backoff has passed; entries claimed by a running delivery are not due), one
+for muted firing alerts whose mute has ended (``has_released``: a silence ran out or was
+expired, a maintenance window closed, an inhibiting alert resolved; their ``alert.firing``
+is then due once) and one query on the run storage. It requests a run only when something is due and no
 ``alert_job`` run is queued or running: that run will pick up whatever became due by the
 time it claims, so a second run would only queue behind it.
 
@@ -28,6 +30,7 @@ from telemetry_assets.jobs.alerts_db import open_alerts
 from telemetry_assets.names import PRIORITY_TAG
 from telemetry_assets.resources import TelemetryStore
 from telemetry_core.alerts import has_due, next_due
+from telemetry_core.alerts.mutes import has_released
 from telemetry_core.config import Config
 from telemetry_core.timeutil import format_rfc3339
 
@@ -79,7 +82,7 @@ def build_alert_sensor(config: Config, *, minimum_interval_seconds: int = 1) -> 
             return dg.SkipReason(f"alert_job run {busy[0].run_id} is queued or running")
         now = time.time_ns()
         with open_alerts(store) as db:
-            due = has_due(db, now)
+            due = has_due(db, now) or has_released(db, config.alerts, now)
             upcoming = None if due else next_due(db)
         if not due:
             when = "nothing pending" if upcoming is None else f"next at {format_rfc3339(upcoming)}"

@@ -62,9 +62,44 @@ field = "power_w"
 above = 5000.0
 severity = "critical"
 
+# A meter that stops reporting for two windows is one alert; a whole site that goes dark
+# is one site alert (no device), not one per meter: while site-dark fires for a site, the
+# meter-silent alerts of that site are recorded, their notifications suppressed
+# ("inhibited by <alert_id>" in `telemetry alerts`).
+[[anomalies]]
+name = "meter-silent"
+kind = "silent"
+measurement = "energy"
+field = "power_w"
+windows = 2
+severity = "warning"
+
+[[anomalies]]
+name = "site-dark"
+kind = "silent"
+scope = "site"
+measurement = "energy"
+field = "power_w"
+windows = 2
+severity = "critical"
+
 [alerts]
 cooldown_seconds = 900
 backoff_seconds = 2
+
+[[alerts.inhibit]]
+source = {{ rule = "site-dark" }}
+target = {{ kind = "silent" }}
+equal = ["site_id"]
+
+# Notifications about site-c are muted on Sundays 02:00-04:00 Tokyo time (alerts are still
+# recorded). One-off windows use from/until instead; `telemetry silence add` mutes ad hoc.
+[[maintenance]]
+name = "site-c-sunday"
+match = {{ site_id = "site-c" }}
+days = ["sun"]
+start = "02:00"
+end = "04:00"
 
 # The demo's own receiver: it verifies each signature and prints the alert. The demo puts
 # a fresh secret in {secret_env} unless you set one (whsec_<base64>).

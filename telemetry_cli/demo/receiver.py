@@ -57,7 +57,7 @@ def describe(payload: dict) -> str:
     """One line for a terminal: what fired or resolved, where, and the value."""
     data = payload.get("data") or {}
     state = str(payload.get("type", "?")).removeprefix("alert.")
-    where = f"{data.get('site_id')}/{data.get('device_id')}"
+    where = f"{data.get('site_id')}/{data.get('device_id') or '*'}"  # a site alert: no device
     value = data.get("value")
     shown = f"{value:g}" if isinstance(value, int | float) else str(value)
     series = f"{data.get('measurement')}.{data.get('field')}"

@@ -15,6 +15,9 @@ Public API (everything else is internal):
 * alert_job and its sensor: ``deliver_due(db, config, secrets, now_ns) -> DeliveryCounts``,
   ``has_due(db, now_ns)``, ``next_due(db)``
 * CLI / API: ``list_alerts(db, state=, since_ns=) -> list[dict]``
+* silences, maintenance, inhibition (``mutes``): ``add_silence``, ``list_silences``,
+  ``expire_silence``; alert_sensor/alert_job: ``has_released(db, settings, now_ns)``,
+  ``release_ended(db, settings, now_ns)``
 """
 
 from __future__ import annotations

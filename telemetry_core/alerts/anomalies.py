@@ -11,6 +11,8 @@
   the span (or inside it) has no row in the last ``windows`` windows ending with the
   evaluated one. A span window that is not rolled up yet gives no verdict (a missing
   rollup is not silence).
+  ``scope = "site"``: a site none of whose devices reported in those windows, one verdict
+  per site with no device (``device_id`` ``""``; ``null`` in alerts and webhooks).
 * ``stuck``: min == max in each of the last ``windows`` windows, all with the same value.
   A device missing from one of those windows gives no verdict.
 
@@ -183,6 +185,35 @@ def _silent(store: Store, rule: AnomalyRule, ws: int) -> list[Verdict]:
     return out
 
 
+def _silent_site(store: Store, rule: AnomalyRule, ws: int) -> list[Verdict]:
+    """``scope = "site"``: a site none of whose devices reported in the span; its series
+    has no device (``device_id`` ``""``), so a dark site is one alert, not one per device."""
+    span = _span(rule, ws)
+    recent = {r["site_id"] for r in _rows(store, rule, span[0], ws + W)}
+    last_seen: dict[str, int] = {}
+    for row in _rows(store, rule, span[0] - DAY_NS, span[0]):
+        last_seen[row["site_id"]] = max(last_seen.get(row["site_id"], 0), row["last_time"])
+    marks = set(store.rolled_up_windows("15m", span[0], ws + W))
+    out = []
+    for site in sorted(recent | set(last_seen)):
+        key = (rule.measurement, site, "", rule.field)
+        verdict = Verdict(rule.name, rule.kind, rule.severity, key, ws, site not in recent)
+        if site in recent:
+            out.append(_with(verdict, detail="reported"))
+            continue
+        missing = [w for w in span if (w, "*") not in marks and (w, site) not in marks]
+        if missing:
+            detail = f"window {format_rfc3339(missing[0])} is not rolled up yet"
+            out.append(_with(verdict, anomalous=None, detail=detail))
+            continue
+        detail = (
+            f"no device reported in {rule.windows} window(s); last at "
+            f"{format_rfc3339(last_seen[site])}"
+        )
+        out.append(_with(verdict, score=float(rule.windows), detail=detail))
+    return out
+
+
 def _stuck(store: Store, rule: AnomalyRule, ws: int) -> list[Verdict]:
     span = _span(rule, ws)
     per_series: dict[Series, dict[int, dict]] = {}
@@ -218,7 +249,8 @@ def evaluate_window(store: Store, config: Config, window_start: int, now_ns: int
         raise ValueError(f"window_start {window_start} is not on a 15-minute boundary")
     counts, verdicts = [], []
     for rule in config.anomalies:
-        found = EVALUATORS[rule.kind](store, rule, window_start)
+        evaluator = _silent_site if rule.scope == "site" else EVALUATORS[rule.kind]
+        found = evaluator(store, rule, window_start)
         verdicts += found
         counts.append(
             RuleCounts(

@@ -1,4 +1,5 @@
-"""``[alerts]``: delivery settings and the channels events go to (webhooks, JSON-lines files)."""
+"""``[alerts]``: delivery settings, the channels events go to (webhooks, JSON-lines files)
+and the inhibition rules (``[[alerts.inhibit]]``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from telemetry_core.alerts.matchers import InhibitRule, MaintenanceWindow, parse_inhibit
 from telemetry_core.alerts.validate import (
     ENV_NAME,
     SEVERITY_RANK,
@@ -50,6 +52,8 @@ class AlertSettings:
     webhooks: tuple[Webhook, ...] = ()
     files: tuple[FileChannel, ...] = ()
     max_backoff_seconds: float = field(default=300, repr=False)
+    inhibit: tuple[InhibitRule, ...] = ()  # [[alerts.inhibit]]
+    maintenance: tuple[MaintenanceWindow, ...] = ()  # [[maintenance]], set by config.py
 
     def all_channels(self) -> tuple[Webhook | FileChannel, ...]:
         return (*self.webhooks, *self.files)
@@ -107,7 +111,9 @@ def parse_alert_settings(raw: Any) -> AlertSettings:
         raise error("[alerts] must be a table")
     where = "[alerts]"
     check_keys(
-        raw, {"cooldown_seconds", "max_attempts", "backoff_seconds", "webhooks", "files"}, where
+        raw,
+        {"cooldown_seconds", "max_attempts", "backoff_seconds", "webhooks", "files", "inhibit"},
+        where,
     )
     cooldown = number(raw, "cooldown_seconds", where, 900)
     backoff = number(raw, "backoff_seconds", where, 2)
@@ -129,4 +135,7 @@ def parse_alert_settings(raw: Any) -> AlertSettings:
         backoff_seconds=backoff,
         webhooks=webhooks,
         files=files,
+        inhibit=tuple(
+            parse_inhibit(i, r) for i, r in enumerate(array(raw, "inhibit", "[[alerts.inhibit]]"))
+        ),
     )

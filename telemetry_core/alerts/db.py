@@ -1,4 +1,4 @@
-"""The alerts database: alert state, events, the outbox, delivery attempts, anomalies.
+"""The alerts database: alert state, events, the outbox, delivery attempts, anomalies, silences.
 
 Why a relational database of its own: alerts and the outbox need transactions shared by
 several processes (every daemon, every Dagster run, the CLI). Where it lives

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from telemetry_core.alerts import lifecycle
 from telemetry_core.alerts.db import AlertsDB, Connection, bump_epoch, epoch
 from telemetry_core.alerts.lifecycle import OK, AlertKey, KeyState
+from telemetry_core.alerts.matchers import matches
 from telemetry_core.alerts.rules import Threshold
 from telemetry_core.alerts.transitions import Action, Readings, quiet, step
 
@@ -222,9 +223,21 @@ class ThresholdEngine:
                 plan[key] = actions
         return plan
 
+    def _inhibits(self, key: AlertKey) -> bool:
+        """Could the key's alert be the source of an ``[[alerts.inhibit]]`` rule?"""
+        labels = {
+            "rule": key.rule, "kind": "threshold", "severity": self.rules[key.rule].severity,
+            "measurement": key.measurement, "site_id": key.site_id, "device_id": key.device_id,
+            "field": key.field,
+        }  # fmt: skip
+        return any(matches(r.source, labels) for r in self.settings.inhibit)
+
     def _write(self, conn, plan, new_epoch: int, now_ns: int) -> ApplyResult:
         fired = resolved = transitions = 0
-        for key, actions in plan.items():
+        items = list(plan.items())
+        if self.settings.inhibit:  # sources first: what they inhibit in this batch sees them
+            items.sort(key=lambda item: not self._inhibits(item[0]))
+        for key, actions in items:
             rule = self.rules[key.rule]
             state = self._cache.get(key, OK)
             for action in actions:

@@ -5,7 +5,9 @@ An alert is identified by (rule, measurement, site_id, device_id, field) and mov
 created (the same bytes on every retry) and one outbox entry per channel whose
 ``min_severity`` the alert meets, decided at creation. Cooldown: a key that fires again
 within ``cooldown_seconds`` of its last non-suppressed notification (of any event type) is
-recorded with its notification ``suppressed``, and so is that alert's resolution.
+recorded with its notification ``suppressed``, and so is that alert's resolution. Silences,
+maintenance windows and inhibition suppress the same way (``mutes``), each suppressed
+notification with its reason.
 
 Everything here runs inside the caller's write transaction.
 """
@@ -19,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from telemetry_core.alerts.db import Connection
+from telemetry_core.alerts.mutes import LABEL_COLUMNS, labels_of, mute_reason
 from telemetry_core.alerts.rules import AlertSettings
 from telemetry_core.timeutil import NS, format_rfc3339
 
@@ -41,6 +44,7 @@ class KeyState:
 
 
 OK = KeyState()
+COOLDOWN = "cooldown"
 STATE_COLUMNS = "status, breach_start, last_time, alert_id, last_notified_at"
 KEY_COLUMNS = "rule, measurement, site_id, device_id, field"
 
@@ -86,10 +90,20 @@ def fire(
     at_time: int,
     now_ns: int,
 ) -> KeyState:
-    """Create a firing alert and its event; returns the key's new state."""
+    """Create a firing alert and its event; returns the key's new state. Its notification
+    is suppressed within the key's cooldown, or while a silence, a maintenance window or
+    an inhibiting alert mutes it (``mutes``: then it is delivered when the mute ends)."""
     last = state.last_notified_at
-    suppressed = last is not None and now_ns - last < settings.cooldown_seconds * NS
     alert_id = _new_id("alert")
+    labels = {
+        "rule": key.rule, "kind": kind, "severity": severity, "measurement": key.measurement,
+        "site_id": key.site_id, "device_id": key.device_id, "field": key.field,
+    }  # fmt: skip
+    if last is not None and now_ns - last < settings.cooldown_seconds * NS:
+        reason: str | None = COOLDOWN
+    else:
+        reason = mute_reason(conn, settings, labels, now_ns, alert_id)
+    suppressed = reason is not None
     conn.execute(
         "INSERT INTO alerts (alert_id, rule, kind, severity, state, measurement, site_id, "
         "device_id, field, value, started_at, resolved_at, suppressed, created_at) "
@@ -97,7 +111,12 @@ def fire(
         (alert_id, key.rule, kind, severity, *key[1:], value, started_at, int(suppressed),
          now_ns),
     )  # fmt: skip
-    _event(conn, settings, alert_id, "firing", now_ns, suppressed)
+    if reason is not None and reason != COOLDOWN:
+        conn.execute(
+            "INSERT INTO alert_mutes (alert_id, reason, muted_at) VALUES (?,?,?)",
+            (alert_id, reason, now_ns),
+        )
+    event(conn, settings, alert_id, "firing", now_ns, reason)
     return KeyState("firing", started_at, at_time, alert_id, last if suppressed else now_ns)
 
 
@@ -110,17 +129,28 @@ def resolve(
     at_time: int,
     now_ns: int,
 ) -> KeyState:
-    """Resolve the key's firing alert; its event is suppressed iff its firing was."""
+    """Resolve the key's firing alert. A resolve whose firing nobody heard is suppressed
+    with the reason that hid the firing; one whose firing was delivered is suppressed only
+    if a mute holds now."""
     assert state.alert_id is not None, "only a firing key has an alert to resolve"
     conn.execute(
         "UPDATE alerts SET state = 'resolved', resolved_at = ? WHERE alert_id = ?",
         (resolved_at, state.alert_id),
     )
-    (suppressed,) = conn.execute(
-        "SELECT suppressed FROM alerts WHERE alert_id = ?", (state.alert_id,)
+    row = conn.execute(
+        f"SELECT suppressed, {LABEL_COLUMNS} FROM alerts WHERE alert_id = ?", (state.alert_id,)
     ).fetchone()
-    _event(conn, settings, state.alert_id, "resolved", now_ns, bool(suppressed))
-    notified = state.last_notified_at if suppressed else now_ns
+    reason: str | None
+    if row[0]:
+        muted = conn.execute(
+            "SELECT reason FROM alert_mutes WHERE alert_id = ?", (state.alert_id,)
+        ).fetchone()
+        reason = muted[0] if muted else COOLDOWN
+        conn.execute("DELETE FROM alert_mutes WHERE alert_id = ?", (state.alert_id,))
+    else:
+        reason = mute_reason(conn, settings, labels_of(row[1:]), now_ns, state.alert_id)
+    event(conn, settings, state.alert_id, "resolved", now_ns, reason)
+    notified = state.last_notified_at if reason is not None else now_ns
     return replace(OK, last_time=at_time, last_notified_at=notified)
 
 
@@ -136,7 +166,7 @@ def alert_data(row: Sequence[Any]) -> dict:
         "state": state,
         "measurement": measurement,
         "site_id": site_id,
-        "device_id": device_id,
+        "device_id": device_id or None,  # a site-level alert has no device
         "field": fld,
         "value": value,
         "started_at": format_rfc3339(started_at),
@@ -150,14 +180,17 @@ ALERT_COLUMNS = (
 )
 
 
-def _event(
+def event(
     conn: Connection,
     settings: AlertSettings,
     alert_id: str,
     event: str,
     now_ns: int,
-    suppressed: bool,
+    reason: str | None,
 ) -> None:
+    """One event of the alert (its body fixed now) and its outbox entries: pending, or
+    suppressed when ``reason`` says why (kept in ``alert_event_reasons``)."""
+    suppressed = reason is not None
     row = conn.execute(
         f"SELECT {ALERT_COLUMNS} FROM alerts WHERE alert_id = ?", (alert_id,)
     ).fetchone()
@@ -172,6 +205,10 @@ def _event(
         "VALUES (?,?,?,?,?,?)",
         (event_id, alert_id, event, now_ns, body, int(suppressed)),
     )
+    if reason is not None:
+        conn.execute(
+            "INSERT INTO alert_event_reasons (event_id, reason) VALUES (?,?)", (event_id, reason)
+        )
     status = "suppressed" if suppressed else "pending"
     conn.executemany(
         "INSERT INTO alert_outbox (event_id, alert_id, event, channel, status, attempts, "

@@ -3,8 +3,10 @@
 Each alert has the keys of the webhook's ``data`` plus ``deliveries``: one entry per
 attempt (``delivered`` or ``failed``, with the HTTP status or the error); a delivery not
 attempted yet or waiting for its retry ends with one ``pending`` entry (its attempt number
-and when it is due); a suppressed notification (cooldown) is one ``suppressed`` entry with
-attempt 0.
+and when it is due); a suppressed notification is one ``suppressed`` entry with attempt 0
+and its ``reason``: ``cooldown``, ``silence <silence_id>``, ``maintenance <name>`` or
+``inhibited by <alert_id>``. A muted firing delivered when its mute ended shows both: the
+suppressed entry and the attempts of the later event.
 """
 
 from __future__ import annotations
@@ -44,8 +46,10 @@ def list_alerts(
             params,
         ).fetchall()
         outbox = conn.execute(
-            "SELECT id, alert_id, event, channel, status, attempts, next_attempt_at, created_at "
-            f"FROM alert_outbox WHERE alert_id IN (SELECT alert_id FROM alerts{where})",
+            "SELECT o.id, o.alert_id, o.event, o.channel, o.status, o.attempts, "
+            "o.next_attempt_at, o.created_at, r.reason FROM alert_outbox o "
+            "LEFT JOIN alert_event_reasons r ON r.event_id = o.event_id "
+            f"WHERE o.alert_id IN (SELECT alert_id FROM alerts{where})",
             params,
         ).fetchall()
         attempts = conn.execute(
@@ -60,10 +64,12 @@ def list_alerts(
         tried.setdefault(row[0], []).append(row)
     deliveries: dict[str, list[dict[str, Any]]] = {}
     outbox.sort(key=lambda r: (r[1], _EVENT_ORDER.get(r[2], 2), r[3], r[0]))
-    for oid, alert_id, event, channel, status, n, next_at, created in outbox:
+    for oid, alert_id, event, channel, status, n, next_at, created, reason in outbox:
         out = deliveries.setdefault(alert_id, [])
         if status == "suppressed":
-            out.append(_entry(channel, event, 0, created, "suppressed"))
+            entry = _entry(channel, event, 0, created, "suppressed")
+            entry["reason"] = reason or "cooldown"  # older rows: cooldown was the only one
+            out.append(entry)
             continue
         for _, attempt, at, outcome, http_status, error in tried.get(oid, []):
             out.append(_entry(channel, event, attempt, at, outcome, http_status, error))

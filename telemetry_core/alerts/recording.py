@@ -16,6 +16,7 @@ from telemetry_core.alerts import lifecycle
 from telemetry_core.alerts.anomalies import Evaluation, Verdict
 from telemetry_core.alerts.db import AlertsDB, bump_epoch
 from telemetry_core.alerts.lifecycle import AlertKey
+from telemetry_core.alerts.matchers import matches
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,20 @@ def _finite(score: float | None) -> float | None:
     return 1e308 if score > 0 else -1e308
 
 
+def _inhibit_source(settings, v: Verdict) -> bool:
+    measurement, site_id, device_id, fld = v.series
+    labels = {
+        "rule": v.rule, "kind": v.kind, "severity": v.severity, "measurement": measurement,
+        "site_id": site_id, "device_id": device_id, "field": fld,
+    }  # fmt: skip
+    return any(matches(rule.source, labels) for rule in settings.inhibit)
+
+
 def _transitions(conn, evaluation: Evaluation, verdicts: tuple[Verdict, ...]) -> tuple[int, int]:
     ws, now, settings = evaluation.window_start, evaluation.evaluated_at, evaluation.settings
     judged = [v for v in verdicts if v.anomalous is not None]
+    if settings.inhibit:  # sources first: a dark site fires before its silent devices
+        judged.sort(key=lambda v: not _inhibit_source(settings, v))
     keys = [AlertKey(v.rule, *v.series) for v in judged]
     states = lifecycle.load_states(conn, keys)
     changed = {}

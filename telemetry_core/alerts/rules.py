@@ -109,6 +109,7 @@ class AnomalyRule:
     severity: str = "warning"
     site_id: str | None = None
     device_id: str | None = None
+    scope: str = "device"  # silent: "site" -> one alert (no device) when no device reported
 
 
 # -- parsing ---------------------------------------------------------------------------
@@ -118,8 +119,9 @@ THRESHOLD_KEYS = {
 }  # fmt: skip
 ANOMALY_KEYS = {
     "name", "kind", "measurement", "field", "z", "baseline_days", "min_history", "windows",
-    "severity", "site_id", "device_id",
+    "severity", "site_id", "device_id", "scope",
 }  # fmt: skip
+SCOPES = ("device", "site")
 
 
 def parse_threshold(i: int, raw: Any) -> Threshold:
@@ -160,6 +162,13 @@ def parse_anomaly(i: int, raw: Any) -> AnomalyRule:
     if kind not in ANOMALY_KINDS:
         raise error(f"{where}: kind must be one of {', '.join(ANOMALY_KINDS)}, got {kind!r}")
     series_scope(raw, where)
+    scope = raw.get("scope", "device")
+    if scope not in SCOPES:
+        raise error(f"{where}: scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+    if scope == "site" and kind != "silent":
+        raise error(f'{where}: scope = "site" is for kind = "silent" only')
+    if scope == "site" and raw.get("device_id") is not None:
+        raise error(f'{where}: a scope = "site" rule has no device_id')
     name = raw.get("name") or f"{raw['measurement']}.{raw['field']}.{kind}"
     z = number(raw, "z", where, 4.0)
     if z <= 0:
@@ -182,6 +191,7 @@ def parse_anomaly(i: int, raw: Any) -> AnomalyRule:
         severity=severity_of(raw, "severity", where, "warning"),
         site_id=raw.get("site_id"),
         device_id=raw.get("device_id"),
+        scope=scope,
     )
 
 

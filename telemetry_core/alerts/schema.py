@@ -12,8 +12,11 @@ from __future__ import annotations
 
 TABLES = frozenset(
     ["alert_meta", "alert_state", "alerts", "alert_events", "alert_outbox", "alert_attempts",
-     "anomalies"]
+     "anomalies", "silences", "alert_mutes", "alert_event_reasons"]
 )  # fmt: skip
+
+# Silences, muted firings and suppression reasons are tables of their own (not columns of
+# the older ones): a database created before them gains them through CREATE IF NOT EXISTS.
 
 SQLITE = [
     # A counter bumped by every commit that changes alert_state: a process whose cache
@@ -62,6 +65,17 @@ SQLITE = [
         detail TEXT NOT NULL, first_seen_at INTEGER NOT NULL, evaluated_at INTEGER NOT NULL,
         PRIMARY KEY (rule, measurement, site_id, device_id, field, window_start)) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS anomalies_window ON anomalies (window_start)",
+    """CREATE TABLE IF NOT EXISTS silences (
+        silence_id TEXT PRIMARY KEY, matchers TEXT NOT NULL,   -- JSON {label: pattern}
+        starts_at INTEGER NOT NULL, ends_at INTEGER NOT NULL, comment TEXT NOT NULL,
+        created_by TEXT NOT NULL, created_at INTEGER NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS silences_ends ON silences (ends_at)",
+    # firing alerts whose alert.firing was muted and not delivered yet (mutes.py)
+    """CREATE TABLE IF NOT EXISTS alert_mutes (
+        alert_id TEXT PRIMARY KEY, reason TEXT NOT NULL, muted_at INTEGER NOT NULL)""",
+    # why an event was suppressed; an older suppressed event without a row: cooldown
+    """CREATE TABLE IF NOT EXISTS alert_event_reasons (
+        event_id TEXT PRIMARY KEY, reason TEXT NOT NULL)""",
 ]
 
 POSTGRESQL = [
@@ -106,4 +120,15 @@ POSTGRESQL = [
         evaluated_at BIGINT NOT NULL,
         PRIMARY KEY (rule, measurement, site_id, device_id, field, window_start))""",
     "CREATE INDEX IF NOT EXISTS anomalies_window ON anomalies (window_start)",
+    """CREATE TABLE IF NOT EXISTS silences (
+        silence_id TEXT PRIMARY KEY, matchers TEXT NOT NULL,   -- JSON {label: pattern}
+        starts_at BIGINT NOT NULL, ends_at BIGINT NOT NULL, comment TEXT NOT NULL,
+        created_by TEXT NOT NULL, created_at BIGINT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS silences_ends ON silences (ends_at)",
+    # firing alerts whose alert.firing was muted and not delivered yet (mutes.py)
+    """CREATE TABLE IF NOT EXISTS alert_mutes (
+        alert_id TEXT PRIMARY KEY, reason TEXT NOT NULL, muted_at BIGINT NOT NULL)""",
+    # why an event was suppressed; an older suppressed event without a row: cooldown
+    """CREATE TABLE IF NOT EXISTS alert_event_reasons (
+        event_id TEXT PRIMARY KEY, reason TEXT NOT NULL)""",
 ]

@@ -74,7 +74,11 @@ def run_json(capsys, *args) -> list[dict]:
 def test_json_shape_and_delivery_entries(recorded, capsys):
     alerts = run_json(capsys)
     assert [set(a) for a in alerts] == [ALERT_KEYS] * 3
-    assert all(set(d) == DELIVERY_KEYS for a in alerts for d in a["deliveries"])
+    assert all(
+        set(d) == DELIVERY_KEYS | ({"reason"} if d["outcome"] == "suppressed" else set())
+        for a in alerts
+        for d in a["deliveries"]
+    )
     by = {(a["device_id"], a["state"]): a for a in alerts}
     done = by[("m-1", "resolved")]
     assert (done["rule"], done["kind"], done["value"]) == ("power-high", "threshold", 500.0)
@@ -89,6 +93,7 @@ def test_json_shape_and_delivery_entries(recorded, capsys):
     assert (suppressed["attempt"], suppressed["outcome"], suppressed["webhook"]) == (
         0, "suppressed", "ops",
     )  # fmt: skip
+    assert suppressed["reason"] == "cooldown"
     [pending] = by[("m-2", "firing")]["deliveries"]
     assert (pending["attempt"], pending["outcome"], pending["status"]) == (1, "pending", None)
     assert pending["at"] == format_rfc3339(recorded["now"])

@@ -307,3 +307,20 @@ def test_alerts_endpoint_matches_the_cli(api: Api):
     assert json.loads(out.stdout) == body
     assert api.get("/v1/alerts", state="resolved")[1] == []
     assert api.get("/v1/alerts", state="bogus")[0] == 400
+
+
+def test_silences_endpoint_matches_the_cli(api: Api):
+    env = {**os.environ, "TELEMETRY_STORE_URL": api.store_url}
+    add = [sys.executable, "-m", "telemetry_cli", "silence", "add", "--match", "site_id=site-a",
+           "--for", "1h", "--comment", "api test", "--format", "json"]  # fmt: skip
+    created = json.loads(subprocess.run(add, env=env, capture_output=True, text=True,
+                                         check=True).stdout)  # fmt: skip
+    listing = [sys.executable, "-m", "telemetry_cli", "silence", "list", "--state", "all",
+               "--format", "json"]  # fmt: skip
+    cli = json.loads(subprocess.run(listing, env=env, capture_output=True, text=True,
+                                     check=True).stdout)  # fmt: skip
+    status, body = api.get("/v1/silences")
+    assert status == 200
+    assert body == cli and created in body
+    assert set(body[0]) == {"silence_id", "matchers", "starts_at", "ends_at", "comment",
+                            "created_by", "state"}  # fmt: skip

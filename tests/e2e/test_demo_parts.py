@@ -192,6 +192,16 @@ def test_demo_config_has_the_threshold_the_webhook_and_the_file_channel(tmp_path
     assert prepare.receiver_port(path) == int(hook.url.split(":")[2].split("/")[0])
     [log] = config.alerts.files
     assert log.path == str(tmp_path / "alerts.jsonl")
+    # a dark site is one alert: its meters' silent alerts are inhibited; site-c's maintenance
+    assert {(r.name, r.scope) for r in config.anomalies} == {
+        ("meter-silent", "device"), ("site-dark", "site"),
+    }  # fmt: skip
+    [inhibit] = config.alerts.inhibit
+    assert (inhibit.source, inhibit.target, inhibit.equal) == (
+        {"rule": "site-dark"}, {"kind": "silent"}, ("site_id",),
+    )  # fmt: skip
+    [window] = config.alerts.maintenance
+    assert (window.name, window.timezone) == ("site-c-sunday", "Asia/Tokyo")
 
 
 def test_ports_in_use_are_one_line_errors():
