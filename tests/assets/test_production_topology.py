@@ -19,11 +19,8 @@ from telemetry_core.config import load_config
 from telemetry_core.store import open_store
 from tests.assets.production_topology import (
     LOCATION,
-    PG,
-    PostgresUnavailable,
     start_topology,
     stop_topology,
-    temporary_database,
     wait_topology,
 )
 from tests.assets.rollup_helpers import (
@@ -35,6 +32,7 @@ from tests.assets.rollup_helpers import (
     ns,
     recompute,
 )
+from tests.pg import PG, PostgresUnavailable, temporary_database
 
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(420)]
 
