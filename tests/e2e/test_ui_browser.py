@@ -78,8 +78,13 @@ def need_browser() -> None:
 
 
 def drawn_edges(graph: dict) -> set[tuple[str, str]]:
-    """(source, target) of every drawn edge, matched to the nodes by geometry."""
-    nodes = [n for n in graph["nodes"] if n["name"] in ASSETS]
+    """(source, target) of every drawn edge, matched to the nodes by geometry. A node's
+    text is its name alone when zoomed out, its name then its state when drawn in full."""
+    nodes = []
+    for n in graph["nodes"]:  # no asset's name begins another's
+        named = [a for a in ASSETS if n["name"].startswith(a)]
+        if named:
+            nodes.append({**n, "name": named[0]})
 
     def node_at(x: float, y: float, side: str) -> str | None:
         for n in nodes:
@@ -177,6 +182,8 @@ def test_dagster_ui_in_chromium(tmp_path: Path):
                 expect(page.get_by_text("Global asset lineage")).to_be_visible()
                 assert page.locator('[role="dialog"]').count() == 0
                 page.get_by_text("Hide navigation").click()
+                # and the asset tree beside the graph: the graph gets the whole width
+                page.locator("button:has([aria-label='panel_show_right'])").first.click()
                 # "Expand all groups" (a toggle) once the collapsed groups are drawn; again
                 # only if a page still loading swallowed the key press
                 expect(page.locator("foreignObject", has_text="rollups").first).to_be_visible()
@@ -188,6 +195,13 @@ def test_dagster_ui_in_chromium(tmp_path: Path):
                 page.wait_for_timeout(1500)  # the layout animates into place
                 stage("asset graph drawn")
                 assert drawn_edges(page.evaluate(GRAPH_JS)) == EDGES
+                # each node drawn in full, with its state (latest event, checks, partitions
+                # filled): zoomed out, Dagster draws bare names; one step in when it does
+                filled = page.locator("foreignObject", has_text="filled").first
+                if not filled.is_visible():
+                    zoom_in = page.locator("button:has([aria-label='zoom_in'])").first
+                    until_shown(zoom_in.click, filled, per_try=5)
+                page.wait_for_timeout(1500)  # the zoom animates
                 page.screenshot(path=str(shots / "asset-graph.png"))
 
                 stage("asset graph checked")
