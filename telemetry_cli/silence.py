@@ -38,7 +38,15 @@ def register(sub) -> None:
     verbs = p.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
 
-    add = verbs.add_parser("add", help="add a silence; prints its id")
+    add = verbs.add_parser(
+        "add",
+        help="add a silence; prints its id",
+        description="Mute the notifications of every alert whose labels match all --match "
+        "KEY=VALUE (labels: rule, kind, severity, measurement, site_id, device_id, field; '*' "
+        "in VALUE matches any run of characters) from --start (default now) for --for "
+        "(90s, 30m, 2h, 1d) or until --until. Alerts are still recorded; each notification "
+        "is recorded suppressed with the silence as its reason. Prints the new silence's id.",
+    )
     add.add_argument(
         "--match", action="append", default=[], metavar="KEY=VALUE", help="a label matcher"
     )
@@ -51,12 +59,22 @@ def register(sub) -> None:
     _common(add)
     add.set_defaults(func=run_add)
 
-    ls = verbs.add_parser("list", help="list silences (default: active and pending)")
+    ls = verbs.add_parser(
+        "list",
+        help="list silences (default: active and pending)",
+        description="List silences with their matchers, times, comment, author and state "
+        "(active, pending: starts later, expired); --state all lists every one.",
+    )
     ls.add_argument("--state", choices=("active", "pending", "expired", "all"))
     _common(ls)
     ls.set_defaults(func=run_list)
 
-    expire = verbs.add_parser("expire", help="end a silence now")
+    expire = verbs.add_parser(
+        "expire",
+        help="end a silence now",
+        description="End silence ID now. An alert it muted that is still firing has its "
+        "alert.firing delivered once, by the next alert_job run.",
+    )
     expire.add_argument("silence_id", metavar="ID")
     _common(expire, formats=False)
     expire.set_defaults(func=run_expire)
