@@ -38,7 +38,7 @@ from telemetry_core.store.base import (
     StoreRefused,
     WriteResult,
 )
-from telemetry_core.store.postgres.connection import sql_filters, to_frame
+from telemetry_core.store.postgres.connection import copy_frame, sql_filters
 from telemetry_core.store.postgres.late import PostgresLate
 from telemetry_core.store.postgres.retention import PostgresRetention
 from telemetry_core.store.postgres.rollups import PostgresRollups
@@ -190,8 +190,7 @@ class PostgresStore(PostgresLate, PostgresRollups, PostgresRetention):
             "ORDER BY r.time, s.measurement, s.site_id, s.device_id, s.field"
         )
         args = [int(start_ns), int(end_ns), *params]
-        rows = self._run(lambda conn: conn.execute(sql, args).fetchall())
-        return to_frame(rows, RAW_SCHEMA)
+        return self._run(lambda conn: copy_frame(conn, sql, args, RAW_SCHEMA))
 
     def scan_points(self, start_ns: int, end_ns: int) -> pl.DataFrame:
         """Every raw point in ``[start, end)``, columns as :meth:`read_points`, in no
@@ -230,10 +229,7 @@ class PostgresStore(PostgresLate, PostgresRollups, PostgresRetention):
     ) -> pl.DataFrame:
         """Partials computed in the database in one pass over raw (see ``_AGG_ROW``), one
         ``GROUP BY`` per UTC day (one partition each) when windows never straddle a day,
-        fetched in binary as numbers with the series id; names joined and rows sorted in
-        polars."""
-        import polars as pl
-
+        fetched through ``copy_frame``, rows sorted in polars."""
         width = int(width_ns)
         a, b = int(start_ns), int(end_ns)
         args: dict[str, int | str] = {"w": width}
@@ -257,42 +253,9 @@ class PostgresStore(PostgresLate, PostgresRollups, PostgresRetention):
                 " GROUP BY 1, 2"
             )
         sql = (
-            "SELECT ws, sid, n, total, lo, hi, f[3], l[3], "
-            "(f[1]::bigint << 32) | f[2]::bigint, (l[1]::bigint << 32) | l[2]::bigint "
-            f"FROM ({' UNION ALL '.join(branches)}) q"
+            "SELECT ws, s.measurement, s.site_id, s.device_id, s.field, n, total, lo, hi, "
+            "f[3], l[3], (f[1]::bigint << 32) | f[2]::bigint, (l[1]::bigint << 32) | l[2]::bigint "
+            f"FROM ({' UNION ALL '.join(branches)}) q JOIN series s ON s.id = q.sid"
         )
-
-        def run(conn: psycopg.Connection[Any]) -> tuple[list[Any], list[Any]]:
-            with conn.transaction(), conn.cursor(binary=True) as cur:
-                for setting in _AGG_SETTINGS:
-                    cur.execute(setting)
-                rows = cur.execute(sql, args).fetchall()
-                # in the same transaction, after the rows: every series id above is there
-                series = cur.execute(
-                    "SELECT id, measurement, site_id, device_id, field FROM series"
-                ).fetchall()
-            return rows, series
-
-        rows, series = self._run(run)
-        numbers = ("window_start", "sid", "count", "sum", "min", "max", "first", "last",
-                   "first_time", "last_time")  # fmt: skip
-        columns: list[Sequence[object]] = (
-            list(zip(*rows, strict=True)) if rows else [[] for _ in numbers]
-        )
-        frame = pl.DataFrame(
-            {
-                name: pl.Series(name, col, dtype=pl.Int64 if name == "sid" else
-                                getattr(pl, PARTIAL_SCHEMA[name]))
-                for name, col in zip(numbers, columns, strict=True)
-            }
-        )  # fmt: skip
-        names = pl.DataFrame(
-            series,
-            schema={"sid": pl.Int64, **{c: pl.String for c in KEY_COLUMNS}},
-            orient="row",
-        )
-        return (
-            frame.join(names, on="sid", how="left")
-            .select(list(PARTIAL_SCHEMA))
-            .sort(["window_start", *KEY_COLUMNS])
-        )
+        frame = self._run(lambda conn: copy_frame(conn, sql, args, PARTIAL_SCHEMA, _AGG_SETTINGS))
+        return frame.sort(["window_start", *KEY_COLUMNS])

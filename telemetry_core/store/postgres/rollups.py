@@ -17,7 +17,7 @@ from telemetry_core.store.base import (
     check_level,
     level_width,
 )
-from telemetry_core.store.postgres.connection import PostgresBase, sql_filters, to_frame
+from telemetry_core.store.postgres.connection import PostgresBase, copy_frame, sql_filters
 from telemetry_core.windows import windows_between
 
 if TYPE_CHECKING:
@@ -106,8 +106,7 @@ class PostgresRollups(PostgresBase):
             f"ORDER BY r.window_start, {', '.join('r.' + c for c in KEY_COLUMNS)}"
         )
         args = [int(start_ns), int(end_ns), *params]
-        rows = self._run(lambda conn: conn.execute(sql, args).fetchall())
-        return to_frame(rows, ROLLUP_SCHEMA)
+        return self._run(lambda conn: copy_frame(conn, sql, args, ROLLUP_SCHEMA))
 
     def rolled_up_windows(self, level: str, start_ns: int, end_ns: int) -> list[tuple[int, str]]:
         check_level(level)
