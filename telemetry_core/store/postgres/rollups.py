@@ -40,15 +40,21 @@ class PostgresRollups(PostgresBase):
         width = level_width(level)
         import polars as pl
 
-        data = rows.select(ROLLUP_COLUMNS)
-        outside = data.filter(
-            (pl.col("window_start") < start_ns) | (pl.col("window_start") >= end_ns)
+        data = rows.select(ROLLUP_COLUMNS) if rows.height else pl.DataFrame()
+        outside = (
+            data.filter((pl.col("window_start") < start_ns) | (pl.col("window_start") >= end_ns))
+            if data.height
+            else data
         )
         if outside.height:
             raise ValueError(
                 f"rollup row at {outside['window_start'][0]} lies outside the replaced range"
             )
-        if site_id is not None and (other := data.filter(pl.col("site_id") != site_id)).height:
+        if (
+            site_id is not None
+            and data.height
+            and (other := data.filter(pl.col("site_id") != site_id)).height
+        ):
             raise ValueError(
                 f"rollup row of site {other['site_id'][0]!r} in a run scoped to {site_id!r}"
             )
