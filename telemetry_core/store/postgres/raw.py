@@ -5,14 +5,26 @@ How a batch is written, in one transaction:
 
 1. new series get their ids (``INSERT ... ON CONFLICT DO NOTHING`` in key order, then a
    select: two writers adding the same series wait for each other, never fail);
-2. the points go into a temporary staging table by binary ``COPY`` (the fastest way in:
-   see STACK_FACTS, about 100k rows/s against 40k for ``executemany``);
-3. one ``INSERT ... SELECT DISTINCT ON (series_id, time) ... ORDER BY series_id, time,
-   seq DESC, ord DESC ON CONFLICT DO UPDATE ... WHERE`` merges them. ``DISTINCT ON``
-   keeps one row per identity (the highest sequence, on a tie the later point of the
-   call; without it a key twice in one batch fails the statement), and the ``ORDER BY``
-   takes row locks in key order in every writer, so two daemons never deadlock;
-4. the windows that came late are marked (``late.py``), in the same commit.
+2. the windows that came late are marked (``late.py``);
+3. the points, by one of two paths:
+
+   * the append (fast path): binary ``COPY`` straight into ``raw`` inside a savepoint.
+     New points, the daemon's usual batch, are then written once, with no staging table
+     and no merge: 5,000-point batches at 290-300k points/s against 185-190k for the merge
+     (same run, load 0.9), and half the server CPU per point. Any identity already stored
+     or twice in the batch fails the primary key, and a wait on another writer's row fails
+     the savepoint's own 50 ms lock timeout: the savepoint is rolled back (nothing of it
+     stays visible; the rows it wrote are dead tuples for vacuum) and the merge runs
+     instead, as do the next 16 batches (a redelivery comes in runs);
+   * the merge: the points go into a temporary staging table by binary ``COPY``, then one
+     ``INSERT ... SELECT DISTINCT ON (series_id, time) ... ORDER BY series_id, time, seq
+     DESC, ord DESC ON CONFLICT DO UPDATE ... WHERE`` merges them. ``DISTINCT ON`` keeps one
+     row per identity (the highest sequence, on a tie the later point of the call; without
+     it a key twice in one batch fails the statement), and the ``ORDER BY`` takes row
+     locks in key order in every writer, so two daemons never deadlock.
+
+   Both give the same table: the append succeeds only when every point is new and unique,
+   exactly when the merge would insert them all.
 
 The upsert condition is the stream order of the contract: a point replaces the stored one
 when its sequence is not lower. An equal sequence replaces too (writes from outside the
@@ -52,6 +64,11 @@ if TYPE_CHECKING:
 SeriesKey = tuple[str, str, str, str]
 _SCAN_BLOCK = 200_000  # rows per fetch in scan_points
 _COPY = "COPY raw_stage (ord, series_id, time, value, seq) FROM STDIN (FORMAT BINARY)"
+_APPEND = "COPY raw (series_id, time, value, seq) FROM STDIN (FORMAT BINARY)"
+# The append's own lock timeout (SET LOCAL in its savepoint): a wait means another
+# transaction is writing the same identity, and the merge handles that properly.
+_APPEND_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '50ms'"
+_MERGE_AFTER_CONFLICT = 16  # after an append that met stored points: merge this many batches
 _MERGE = """
     INSERT INTO raw AS r (series_id, time, value, seq)
     SELECT DISTINCT ON (series_id, time) series_id, time, value, seq FROM raw_stage
@@ -97,6 +114,7 @@ class PostgresStore(PostgresLate, PostgresRollups, PostgresRetention):
     """The store: raw points and late marks here; rollups and retention in their parts."""
 
     _staged_conn: object = None  # the connection whose session has the staging table
+    _merge_next = 0  # batches to merge without trying the fast path (after a conflict)
 
     def _series_ids(
         self, conn: psycopg.Connection[Any], fresh: Sequence[SeriesKey]
@@ -105,6 +123,38 @@ class PostgresStore(PostgresLate, PostgresRollups, PostgresRetention):
         conn.execute(_NEW_SERIES, _columns(keys))
         rows = conn.execute(_SERIES_IDS, _columns(keys)).fetchall()
         return {(m, s, d, f): int(sid) for sid, m, s, d, f in rows}
+
+    def _append(
+        self, conn: psycopg.Connection[Any], rows: list[tuple[int, int, float, int]]
+    ) -> bool:
+        """The fast path: the rows straight into ``raw`` by binary ``COPY``, in a savepoint;
+        False (nothing written) if any identity is already stored, twice in the batch, or
+        being written by another transaction (a wait past ``_APPEND_LOCK_TIMEOUT``: the
+        merge then waits in key order instead, so writers never deadlock)."""
+        try:
+            with conn.transaction():  # a savepoint: its SET LOCAL ends with it on failure
+                conn.execute(_APPEND_LOCK_TIMEOUT)
+                with conn.cursor().copy(_APPEND) as copy:
+                    copy.set_types(["int4", "int8", "float8", "int8"])
+                    for row in rows:
+                        copy.write_row(row)
+        except (
+            psycopg.errors.UniqueViolation,
+            psycopg.errors.LockNotAvailable,
+            psycopg.errors.DeadlockDetected,
+        ):
+            return False
+        return True
+
+    def _merge(
+        self, conn: psycopg.Connection[Any], rows: list[tuple[int, int, float, int]]
+    ) -> None:
+        """The upsert: the rows into the staging table, then one merge (module docstring)."""
+        with conn.cursor().copy(_COPY) as copy:
+            copy.set_types(["int4", "int4", "int8", "float8", "int8"])
+            for i, row in enumerate(rows):
+                copy.write_row((i, *row))
+        conn.execute(_MERGE)
 
     # -- raw points ------------------------------------------------------------------
     def write_points(
@@ -142,12 +192,19 @@ class PostgresStore(PostgresLate, PostgresRollups, PostgresRetention):
             ids = dict(cache)
             if fresh:
                 ids.update(self._series_ids(conn, list(fresh)))
-            with conn.cursor().copy(_COPY) as copy:
-                copy.set_types(["int4", "int4", "int8", "float8", "int8"])
-                for i, ((m, s, d, f, t, v), q) in enumerate(zip(points, stream_seqs)):  # noqa: B905
-                    copy.write_row((i, ids[(m, s, d, f)], t, v, q))
-            conn.execute(_MERGE)
+            rows = [
+                (ids[(m, s, d, f)], t, v, q)
+                for (m, s, d, f, t, v), q in zip(points, stream_seqs)  # noqa: B905
+            ]
+            # the late marks first, the points last: the fast path's short lock timeout
+            # (below) then covers nothing else, and every writer locks in the same order
             late = self._late(conn, counts, late_cutoff_ns)
+            if self._merge_next > 0:
+                self._merge_next -= 1
+                self._merge(conn, rows)
+            elif not self._append(conn, rows):
+                self._merge_next = _MERGE_AFTER_CONFLICT
+                self._merge(conn, rows)
             cache.update({k: ids[k] for k in fresh})
             return late
 
