@@ -334,3 +334,31 @@ def test_aggregate_raw_is_exact_across_days_widths_and_extremes(store, postgres_
                 assert g == w, (width, lo, col)
     finally:
         fresh.close()
+
+
+def test_the_append_fast_path_falls_back_to_the_merge_without_a_trace(store, postgres_url):
+    """A batch goes straight into raw by COPY only when every identity in it is new and
+    unique; one stored identity anywhere in it (or one twice in it) rolls the append's
+    savepoint back and the merge decides, by sequence, for every point of the batch."""
+    a = [(*KEY, T0 + i, float(i)) for i in range(100)]
+    store.write_points(a, seqs=[10] * 100)  # all new: appended
+    other = ("energy", "site-a", "meter-2", "power_w")
+    # new points first, then stored identities: a lower sequence (kept out) and a
+    # higher one (wins), then one new identity twice (the later point of the call wins)
+    b = [(*other, T0 + i, 1000.0 + i) for i in range(50)]
+    b += [(*KEY, T0 + 1, -1.0), (*KEY, T0 + 2, -2.0)]
+    b += [(*other, T0 + 500, 1.0), (*other, T0 + 500, 2.0)]
+    store.write_points(b, seqs=[10] * 50 + [9, 11, 12, 12])
+    c = [(*other, T0 + 600 + i, 5.0) for i in range(3)] + [(*other, T0 + 600, 6.0)]
+    store._merge_next = 0  # the next batch tries the append again: a duplicate inside it
+    store.write_points(c, seqs=[13, 13, 13, 13])
+    got = {(r[3], r[0]): r[5] for r in store.read_points(T0, T0 + DAY_NS).rows()}
+    want = {("meter-1", T0 + i): float(i) for i in range(100)}
+    want[("meter-1", T0 + 2)] = -2.0
+    want |= {("meter-2", T0 + i): 1000.0 + i for i in range(50)}
+    want |= {("meter-2", T0 + 500): 2.0, ("meter-2", T0 + 600): 6.0}
+    want |= {("meter-2", T0 + 601): 5.0, ("meter-2", T0 + 602): 5.0}
+    assert got == want
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*), sum(seq) FROM raw").fetchone()
+    assert row is not None and row[0] == len(want)
