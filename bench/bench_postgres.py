@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_ingest import ceiling, daemon_run  # noqa: E402
 from bench_rollups import (  # noqa: E402
     SITES,
+    TIMINGS,
     WEEK_START,
     bench_config,
     compute_all,
@@ -65,9 +66,11 @@ def median_of(runs: int, fn: Callable[[], float]) -> float:
 
 
 # -- 1. ingest -------------------------------------------------------------------------
-def daemon_pg(url: str, n: int, per_msg: int, work: Path) -> float:
+def daemon_pg(url: str, n: int, per_msg: int, work: Path) -> tuple[float, float]:
+    """Readings/s and the event loop's CPU µs per message."""
     with temporary_database("bench_pg") as db:
-        return daemon_run(url, n, per_msg, work, database_url(db))[0]
+        rate, _rss, cpu = daemon_run(url, n, per_msg, work, database_url(db))
+        return rate, cpu
 
 
 def bare_copy_merge(n_msgs: int, per_msg: int) -> float:
@@ -123,26 +126,38 @@ def ingest(runs: int, quick: bool) -> None:
         url = f"nats://127.0.0.1:{port}"
         try:
             ceil, pg1, lite1, pg100, lite100, bare = [], [], [], [], [], []
+            cpu_c, cpu_p, cpu_s = [], [], []  # event-loop CPU µs per message
             for _ in range(runs):  # alternating, so the machine's other load hits all alike
-                ceil.append(ceiling(url, single_n)[0])
-                pg1.append(daemon_pg(url, single_n, 1, work))
-                lite1.append(daemon_run(url, single_n, 1, work)[0])
-                pg100.append(daemon_pg(url, batched_n, 100, work))
+                rate, cpu = ceiling(url, single_n)
+                ceil.append(rate)
+                cpu_c.append(cpu)
+                rate, cpu = daemon_pg(url, single_n, 1, work)
+                pg1.append(rate)
+                cpu_p.append(cpu)
+                rate, _rss, cpu = daemon_run(url, single_n, 1, work)
+                lite1.append(rate)
+                cpu_s.append(cpu)
+                pg100.append(daemon_pg(url, batched_n, 100, work)[0])
                 lite100.append(daemon_run(url, batched_n, 100, work)[0])
                 bare.append(bare_copy_merge(batched_n, 100))
         finally:
             stop_process(nats)
     c, p1, s1 = (statistics.median(x) for x in (ceil, pg1, lite1))
+    uc, up, us = (statistics.median(x) for x in (cpu_c, cpu_p, cpu_s))
     p100, s100, b = (statistics.median(x) for x in (pg100, lite100, bare))
     print(
         f"ingest (medians of {runs} runs; readings of 2 fields; {single_n:,} and {batched_n:,} messages)"
     )
-    print(f"  baseline nats-py pull+ack ceiling       : {c:>10,.0f} msg/s")
+    print(
+        f"  baseline nats-py pull+ack ceiling       : {c:>10,.0f} msg/s  event loop {uc:.1f} µs CPU/msg"
+    )
     print(
         f"  1 reading/msg    -> postgresql://       : {p1:>10,.0f} readings/s  {p1 / c:.2f}x baseline (goal >= 0.70x)"
+        f"  event loop {up:.1f} µs CPU/msg"
     )
     print(
         f"  1 reading/msg    -> sqlite://           : {s1:>10,.0f} readings/s  {s1 / c:.2f}x baseline; postgresql {p1 / s1:.2f}x sqlite"
+        f"  event loop {us:.1f} µs CPU/msg"
     )
     print(f"  bare binary COPY + merge, 5,000/commit  : {b:>10,.0f} readings/s")
     print(
@@ -168,7 +183,9 @@ def week(runs: int, days: int) -> None:
         wrote = time.perf_counter() - t0
         analyze(store)
         agg = median_of(runs, lambda: timed(lambda: store.aggregate_raw(start, end, WINDOW_15M_NS)))
+        TIMINGS.clear()
         every = median_of(runs, lambda: timed(lambda: compute_all(store, config, start, end)))
+        steps = ", ".join(f"{k} {v / runs:.2f} s" for k, v in TIMINGS.items())
         frame = store.scan_points(start, end)
         mem = median_of(runs, lambda: timed(lambda: rollup_raw(frame, WINDOW_15M_NS)))
         store.close()
@@ -177,6 +194,7 @@ def week(runs: int, days: int) -> None:
     )
     print(f"  15-minute rollup from raw in PostgreSQL : {agg:>6.2f} s  (goal <= 2 s)")
     print(f"  all six levels as the assets compute    : {every:>6.2f} s  (goal <= 4 s)")
+    print(f"    of which (means): {steps}")
     print(f"  polars in memory, same points (15m)     : {mem:>6.2f} s  PostgreSQL {agg / mem:.1f}x polars")  # fmt: skip
 
 

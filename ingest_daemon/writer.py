@@ -6,6 +6,17 @@ receives and acknowledges messages. Why exactly one: the store's connection is n
 between threads, a ping must never race a write, and one writer commits batches in the
 order they were flushed.
 
+Batches that queue behind a busy writer are committed together: when the thread takes the
+next batch, every batch flushed since (up to ``max_points``) joins it in one store call,
+in flush order, and each batch's caller is answered after that one commit. Nothing is
+acknowledged before the commit that holds it, and a store keeps stream order by sequence,
+so this changes the number of commits, not what is stored or when it is acknowledged.
+Measured with the PostgreSQL store at 1 reading per message: the writer was busy 85-100%
+of the time (a 5,000-point commit took 30-42 ms inside the daemon against 16 ms alone:
+every round trip waits for the GIL the event loop holds), so batches queued one behind
+the other, each paying its own round trips and commit. A refused group is split again
+batch by batch, so each batch gets its own answer (see below).
+
 Three kinds of failure, three answers:
 
 * ``StoreUnavailable`` (locked, unreachable, 5xx): an outage. Retry with backoff until the
@@ -27,9 +38,11 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 from ingest_daemon.metrics import Metrics
 from telemetry_core.store import Point, Store, StoreRefused, StoreUnavailable
@@ -60,6 +73,16 @@ class Written:
     seconds: float  # store commit time (without the after-commit hook)
 
 
+def _answer(done: Future[Written], outcome: Written | BaseException) -> None:
+    """Settle a batch's future, unless its caller is gone (cancelled at shutdown)."""
+    if done.cancelled():
+        return
+    if isinstance(outcome, BaseException):
+        done.set_exception(outcome)
+    else:
+        done.set_result(outcome)
+
+
 class StoreWriter:
     def __init__(
         self,
@@ -69,6 +92,7 @@ class StoreWriter:
         grace_ns: int,
         after_commit: AfterCommit | None = None,
         held: Callable[[], int] = lambda: 0,
+        max_points: int = 50_000,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -78,15 +102,67 @@ class StoreWriter:
         self.up = True
         self.error: str | None = None
         self.held = held  # messages in hand, for the outage log line
+        self.max_points = max_points  # most points committed together
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        self._queue: deque[tuple[list[Point], list[int], Future[Written]]] = deque()
+        self._queue_lock = threading.Lock()
 
     async def write(self, points: list[Point], seqs: list[int]) -> Written:
-        """Commit ``points`` (then run the after-commit hook) on the writer thread.
+        """Commit ``points`` (then run the after-commit hook) on the writer thread, with
+        the batches queued behind it if the writer is busy (module docstring).
 
         Raises ``Refused`` when the store refuses the points, ``Abandoned`` when shutdown
         stops waiting out an outage, and any other exception as it came (a fault)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._write_blocking, points, seqs)
+        done: Future[Written] = Future()
+        with self._queue_lock:
+            self._queue.append((points, seqs, done))
+        self._executor.submit(self._drain)  # one drain per batch: a later one may find none
+        return await asyncio.wrap_future(done)
+
+    def _drain(self) -> None:
+        """On the writer thread: the queued batches, oldest first, as few commits as fit."""
+        with self._queue_lock:
+            group: list[tuple[list[Point], list[int], Future[Written]]] = []
+            total = 0
+            while self._queue and (not group or total + len(self._queue[0][0]) <= self.max_points):
+                item = self._queue.popleft()
+                group.append(item)
+                total += len(item[0])
+        if not group:
+            return
+        if len(group) == 1:
+            only, only_seqs, done = group[0]
+            self._settle(done, partial(self._write_blocking, only, only_seqs))
+            return
+        points = [p for item in group for p in item[0]]
+        seqs = [q for item in group for q in item[1]]
+        try:
+            written = self._write_blocking(points, seqs)
+        except Refused:  # one of them is refused: each batch alone gets its own answer
+            for batch, batch_seqs, done in group:
+                self._settle(done, partial(self._write_blocking, batch, batch_seqs))
+            return
+        except BaseException as exc:  # Abandoned, or a fault: every batch of the group
+            for _, _, done in group:
+                _answer(done, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for i, (batch, _, done) in enumerate(group):
+            # the late windows are counted once, with the first batch of the group
+            _answer(done, Written(len(batch), written.late_windows if i == 0 else 0,
+                                  written.seconds))  # fmt: skip
+
+    @staticmethod
+    def _settle(done: Future[Written], fn: Callable[[], Written]) -> None:
+        try:
+            result = fn()
+        except BaseException as exc:
+            _answer(done, exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            _answer(done, result)
 
     def _write_blocking(self, points: list[Point], seqs: list[int]) -> Written:
         delay = 0.2

@@ -20,7 +20,7 @@ opened on a closed port and must only fail when used).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -62,18 +62,41 @@ def libpq_url(url: str) -> str:
     return conninfo
 
 
-def to_frame(rows: Sequence[tuple[Any, ...]], schema: dict[str, str]) -> pl.DataFrame:
+def copy_frame(
+    conn: psycopg.Connection[Any],
+    sql: str,
+    params: Sequence[object] | Mapping[str, object],
+    schema: dict[str, str],
+    settings: Sequence[str] = (),
+) -> pl.DataFrame:
+    """The rows of ``sql`` as a frame of ``schema`` (polars type names, in column order),
+    through ``COPY (sql) TO STDOUT`` in CSV parsed by polars: no Python object per value
+    (a fetch of the reference week's 268,800 rollup rows cost 0.7-0.9 s of Python CPU as
+    tuples, most of a read). Exact: ``extra_float_digits = 3`` makes the server print every
+    float8 in its shortest form that reads back to the same bits (checked over 20,000 random
+    bit patterns, -0, subnormals and infinities), whatever the server's setting; booleans
+    come as ``t``/``f``. Runs in its own transaction (the ``SET LOCAL``s, ``settings`` too:
+    statements run before the query); ``params`` are
+    bound client-side (``COPY`` takes no server parameters), as literals psycopg quotes."""
     import polars as pl
 
-    columns: list[Sequence[object]] = (
-        list(zip(*rows, strict=True)) if rows else [[] for _ in schema]
+    buf = bytearray()
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("SET LOCAL extra_float_digits = 3")
+        for setting in settings:
+            cur.execute(setting)
+        with cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT CSV)", params) as copy:
+            for chunk in copy:
+                buf += chunk
+    read = {name: (pl.String if t == "Boolean" else getattr(pl, t)) for name, t in schema.items()}
+    frame = (
+        pl.read_csv(bytes(buf), has_header=False, schema=read) if buf else pl.DataFrame(schema=read)
     )
-    return pl.DataFrame(
-        {
-            name: pl.Series(name, col, dtype=getattr(pl, dtype))
-            for (name, dtype), col in zip(schema.items(), columns, strict=True)
-        }
-    )
+    bools = [name for name, t in schema.items() if t == "Boolean"]
+    if bools:
+        frame = frame.with_columns(pl.col(c).replace_strict({"t": True, "f": False},
+                                   return_dtype=pl.Boolean, default=None) for c in bools)  # fmt: skip
+    return frame
 
 
 def sql_filters(alias: str, *, allow_all: bool = False, **kw: str | None) -> tuple[str, list[str]]:

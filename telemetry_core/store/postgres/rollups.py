@@ -17,15 +17,13 @@ from telemetry_core.store.base import (
     check_level,
     level_width,
 )
-from telemetry_core.store.postgres.connection import PostgresBase, sql_filters, to_frame
+from telemetry_core.store.postgres.connection import PostgresBase, copy_frame, sql_filters
 from telemetry_core.windows import windows_between
 
 if TYPE_CHECKING:
     import polars as pl
 
 MAX_WINDOWS_PER_REPLACE = 200_000  # ~5.7 years of 15-minute windows: a bigger range is a bug
-_TYPES = ["int8", "text", "text", "text", "text", "int8", "float8", "float8", "float8",
-          "float8", "float8", "int8", "int8", "bool"]  # fmt: skip
 
 
 class PostgresRollups(PostgresBase):
@@ -40,12 +38,26 @@ class PostgresRollups(PostgresBase):
     ) -> int:
         check_level(level)
         width = level_width(level)
-        data = rows.select(ROLLUP_COLUMNS).rows() if rows.height else []
-        for row in data:
-            if not start_ns <= row[0] < end_ns:
-                raise ValueError(f"rollup row at {row[0]} lies outside the replaced range")
-            if site_id is not None and row[2] != site_id:
-                raise ValueError(f"rollup row of site {row[2]!r} in a run scoped to {site_id!r}")
+        import polars as pl
+
+        data = rows.select(ROLLUP_COLUMNS) if rows.height else pl.DataFrame()
+        outside = (
+            data.filter((pl.col("window_start") < start_ns) | (pl.col("window_start") >= end_ns))
+            if data.height
+            else data
+        )
+        if outside.height:
+            raise ValueError(
+                f"rollup row at {outside['window_start'][0]} lies outside the replaced range"
+            )
+        if (
+            site_id is not None
+            and data.height
+            and (other := data.filter(pl.col("site_id") != site_id)).height
+        ):
+            raise ValueError(
+                f"rollup row of site {other['site_id'][0]!r} in a run scoped to {site_id!r}"
+            )
         if (end_ns - start_ns) // width > MAX_WINDOWS_PER_REPLACE:
             raise ValueError(
                 f"replacing {(end_ns - start_ns) // width} windows at once: split the range"
@@ -63,20 +75,20 @@ class PostgresRollups(PostgresBase):
                 f"DELETE FROM {table} WHERE window_start >= %s AND window_start < %s{site_clause}",
                 params,
             )
-            if data:
+            if data.height:
+                # CSV written by polars (no Python object per value): floats in their
+                # shortest form that reads back to the same bits, -0.0, inf and NaN included
                 with conn.cursor().copy(
-                    f"COPY {table} ({', '.join(ROLLUP_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+                    f"COPY {table} ({', '.join(ROLLUP_COLUMNS)}) FROM STDIN (FORMAT CSV)"
                 ) as copy:
-                    copy.set_types(_TYPES)
-                    for row in data:
-                        copy.write_row(row)
+                    copy.write(data.write_csv(include_header=False))
             conn.execute(
                 "INSERT INTO rolled_up (level, window_start, site_id, at) "
                 "SELECT %s, ws, %s, %s FROM unnest(%s::bigint[]) AS ws "
                 "ON CONFLICT (level, window_start, site_id) DO UPDATE SET at = excluded.at",
                 (level, site_id or ALL, time.time_ns(), starts),
             )
-            return len(data)
+            return data.height
 
         return self._write_txn(txn)
 
@@ -106,8 +118,7 @@ class PostgresRollups(PostgresBase):
             f"ORDER BY r.window_start, {', '.join('r.' + c for c in KEY_COLUMNS)}"
         )
         args = [int(start_ns), int(end_ns), *params]
-        rows = self._run(lambda conn: conn.execute(sql, args).fetchall())
-        return to_frame(rows, ROLLUP_SCHEMA)
+        return self._run(lambda conn: copy_frame(conn, sql, args, ROLLUP_SCHEMA))
 
     def rolled_up_windows(self, level: str, start_ns: int, end_ns: int) -> list[tuple[int, str]]:
         check_level(level)
