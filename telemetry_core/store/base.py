@@ -70,6 +70,68 @@ class WriteResult:
     late_windows: tuple[tuple[int, str], ...] = ()  # (window_start, site_id) newly marked
 
 
+def sql_filters(
+    alias: str, *, mark: str, allow_all: bool = False, **kw: str | None
+) -> tuple[str, list[str]]:
+    """`` AND alias.key = <mark>`` clauses and their parameters for the keys given (not
+    None), for backends with SQL (``mark`` is the driver's placeholder). Every value is
+    checked as an identifier first; ``*`` names the site/portfolio rows of rollups, so
+    rollup reads may ask for it."""
+    from telemetry_core.identifiers import check_field, check_name
+
+    clauses, params = [], []
+    for key, value in kw.items():
+        if value is not None:
+            if not (allow_all and value == ALL):
+                (check_field if key == "field" else check_name)(value, key)
+            clauses.append(f"{alias}.{key} = {mark}")  # key is a fixed column name
+            params.append(value)
+    return "".join(f" AND {c}" for c in clauses), params
+
+
+def retention_table(level: str | None) -> tuple[str, str, int]:
+    """(table, time column, window width) of raw points (level None) or a rollup level, in
+    the SQL backends' layout."""
+    if level is None:
+        return "raw", "time", WINDOW_15M_NS
+    return f"rollup_{check_level(level)}", "window_start", level_width(level)
+
+
+MAX_WINDOWS_PER_REPLACE = 200_000  # ~5.7 years of 15-minute windows: a bigger range is a bug
+
+
+def rows_to_replace(
+    level: str, start_ns: int, end_ns: int, rows: pl.DataFrame, site_id: str | None
+) -> tuple[int, pl.DataFrame]:
+    """(window width, the rows in ``ROLLUP_COLUMNS`` order) for ``replace_rollups``, after
+    the checks every backend makes: a known level, every row inside ``[start, end)`` and of
+    the scoped site, and a range no larger than ``MAX_WINDOWS_PER_REPLACE`` windows."""
+    import polars as pl
+
+    width = level_width(level)
+    if (end_ns - start_ns) // width > MAX_WINDOWS_PER_REPLACE:
+        raise ValueError(
+            f"replacing {(end_ns - start_ns) // width} windows at once: split the range"
+            f" (at most {MAX_WINDOWS_PER_REPLACE})"
+        )
+    if not rows.height:
+        return width, pl.DataFrame(
+            schema={c: getattr(pl, ROLLUP_SCHEMA[c]) for c in ROLLUP_COLUMNS}
+        )
+    data = rows.select(ROLLUP_COLUMNS)
+    ws = pl.col("window_start")
+    outside = data.filter((ws < start_ns) | (ws >= end_ns))
+    if outside.height:
+        raise ValueError(
+            f"rollup row at {outside['window_start'][0]} lies outside the replaced range"
+        )
+    if site_id is not None and (other := data.filter(pl.col("site_id") != site_id)).height:
+        raise ValueError(
+            f"rollup row of site {other['site_id'][0]!r} in a run scoped to {site_id!r}"
+        )
+    return width, data
+
+
 def check_level(level: str) -> str:
     if level not in ROLLUP_LEVELS:
         raise ValueError(f"unknown rollup level {level!r} (one of {', '.join(ROLLUP_LEVELS)})")

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING
 
 from telemetry_core.identifiers import check_field, check_name
 from telemetry_core.lineprotocol import check_float_column, encode_frame
-from telemetry_core.store.base import ALL, KEY_COLUMNS, ROLLUP_COLUMNS, check_level, level_width
+from telemetry_core.store.base import (
+    ALL,
+    KEY_COLUMNS,
+    check_level,
+    level_width,
+    rows_to_replace,
+)
 from telemetry_core.store.influx.frames import (
     PARTIAL_SCHEMA,
     ROLLUP_SCHEMA,
@@ -164,10 +170,8 @@ class RollupMixin:
         start_ns, end_ns = int(start_ns), int(end_ns)
         if site_id is not None:
             check_name(site_id, "site_id")
-        if rows.height == 0:  # an empty re-run may come as a frame without columns
-            rows = frame({}, ROLLUP_SCHEMA)
-        data = rows.select(ROLLUP_COLUMNS)
-        _check_rows(data, start_ns, end_ns, site_id)
+        _, data = rows_to_replace(level, start_ns, end_ns, rows, site_id)
+        _check_names(data)
         check_float_column(data, ["sum", "min", "max", "first", "last"])
         data = data.with_columns(
             pl.col("is_work_hours").cast(pl.Int64).fill_null(-1).alias("is_work_hours")
@@ -267,22 +271,8 @@ class RollupMixin:
         return sorted((row[0], s.tags["site_id"]) for s in series for row in s.values)
 
 
-def _check_rows(data: pl.DataFrame, start_ns: int, end_ns: int, site_id: str | None) -> None:
-    import polars as pl
-
-    if data.height == 0:
-        return
-    outside = data.filter((pl.col("window_start") < start_ns) | (pl.col("window_start") >= end_ns))
-    if outside.height:
-        raise ValueError(
-            f"rollup row at {outside['window_start'][0]} lies outside the replaced range"
-        )
-    if site_id is not None:
-        other = data.filter(pl.col("site_id") != site_id)
-        if other.height:
-            raise ValueError(
-                f"rollup row of site {other['site_id'][0]!r} in a run scoped to {site_id!r}"
-            )
+def _check_names(data: pl.DataFrame) -> None:
+    """Every series name of the rows is an identifier (they become tags: never raw text)."""
     for m, s, d, f in data.select(KEY_COLUMNS).unique().iter_rows():
         check_name(m, "measurement")
         if s != ALL:

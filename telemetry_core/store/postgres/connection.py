@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from telemetry_core.identifiers import check_field, check_name
-from telemetry_core.store.base import ALL, StoreError, StoreRefused, StoreUnavailable
+from telemetry_core.store.base import StoreError, StoreRefused, StoreUnavailable
+from telemetry_core.store.base import sql_filters as base_sql_filters
 from telemetry_core.store.postgres.schema import Partitions, ensure_schema, prepare_session
 from telemetry_core.store.urls import redact_url, scheme_of
 
@@ -100,16 +100,8 @@ def copy_frame(
 
 
 def sql_filters(alias: str, *, allow_all: bool = False, **kw: str | None) -> tuple[str, list[str]]:
-    """SQL filter clauses; every value is checked as an identifier first (``*`` names the
-    site/portfolio rows of rollups, so rollup reads may ask for it)."""
-    clauses, params = [], []
-    for key, value in kw.items():
-        if value is not None:
-            if not (allow_all and value == ALL):
-                (check_field if key == "field" else check_name)(value, key)
-            clauses.append(f"{alias}.{key} = %s")  # key is a fixed column name, never user text
-            params.append(value)
-    return "".join(f" AND {c}" for c in clauses), params
+    """``base.sql_filters`` with this driver's placeholder (%s)."""
+    return base_sql_filters(alias, mark="%s", allow_all=allow_all, **kw)
 
 
 class PostgresBase:

@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from telemetry_core.store.base import StoreUnavailable, check_level, level_width
+from telemetry_core.store.base import StoreUnavailable, retention_table
 from telemetry_core.store.postgres.connection import PostgresBase
 from telemetry_core.store.postgres.schema import partition_name
 from telemetry_core.windows import DAY_NS, WINDOW_15M_NS
@@ -36,15 +36,8 @@ def _bucket(col: str) -> str:
 
 
 class PostgresRetention(PostgresBase):
-    @staticmethod
-    def _retention_table(level: str | None) -> tuple[str, str, int]:
-        """(table, time column, window width) of raw points (None) or a rollup level."""
-        if level is None:
-            return "raw", "time", WINDOW_15M_NS
-        return f"rollup_{check_level(level)}", "window_start", level_width(level)
-
     def retention_oldest(self, level: str | None, before_ns: int) -> int | None:
-        table, col, _ = self._retention_table(level)
+        table, col, _ = retention_table(level)
         before = int(before_ns)
 
         def oldest(conn: psycopg.Connection[Any]) -> int | None:
@@ -67,7 +60,7 @@ class PostgresRetention(PostgresBase):
         return self._run(oldest)
 
     def retention_counts(self, level: str | None, start_ns: int, end_ns: int) -> dict[int, int]:
-        table, col, width = self._retention_table(level)
+        table, col, width = retention_table(level)
         sql = (
             f"SELECT {_bucket(col)} AS ws, count(*) FROM {table} "
             f"WHERE {col} >= %(a)s AND {col} < %(b)s GROUP BY 1"
@@ -77,7 +70,7 @@ class PostgresRetention(PostgresBase):
         return {int(ws): int(n) for ws, n in rows}
 
     def retention_delete(self, level: str | None, expected: Mapping[int, int]) -> dict[int, int]:
-        table, col, width = self._retention_table(level)
+        table, col, width = retention_table(level)
         wanted = {int(ws): int(n) for ws, n in expected.items()}
         deleted: dict[int, int] = {}
         if level is None:

@@ -15,15 +15,13 @@ from telemetry_core.store.base import (
     ROLLUP_COLUMNS,
     ROLLUP_SCHEMA,
     check_level,
-    level_width,
+    rows_to_replace,
 )
 from telemetry_core.store.postgres.connection import PostgresBase, copy_frame, sql_filters
 from telemetry_core.windows import windows_between
 
 if TYPE_CHECKING:
     import polars as pl
-
-MAX_WINDOWS_PER_REPLACE = 200_000  # ~5.7 years of 15-minute windows: a bigger range is a bug
 
 
 class PostgresRollups(PostgresBase):
@@ -36,33 +34,7 @@ class PostgresRollups(PostgresBase):
         *,
         site_id: str | None = None,
     ) -> int:
-        check_level(level)
-        width = level_width(level)
-        import polars as pl
-
-        data = rows.select(ROLLUP_COLUMNS) if rows.height else pl.DataFrame()
-        outside = (
-            data.filter((pl.col("window_start") < start_ns) | (pl.col("window_start") >= end_ns))
-            if data.height
-            else data
-        )
-        if outside.height:
-            raise ValueError(
-                f"rollup row at {outside['window_start'][0]} lies outside the replaced range"
-            )
-        if (
-            site_id is not None
-            and data.height
-            and (other := data.filter(pl.col("site_id") != site_id)).height
-        ):
-            raise ValueError(
-                f"rollup row of site {other['site_id'][0]!r} in a run scoped to {site_id!r}"
-            )
-        if (end_ns - start_ns) // width > MAX_WINDOWS_PER_REPLACE:
-            raise ValueError(
-                f"replacing {(end_ns - start_ns) // width} windows at once: split the range"
-                f" (at most {MAX_WINDOWS_PER_REPLACE})"
-            )
+        width, data = rows_to_replace(level, start_ns, end_ns, rows, site_id)
         site_clause = " AND site_id = %s" if site_id is not None else ""
         params: list[int | str] = [int(start_ns), int(end_ns)]
         if site_id is not None:

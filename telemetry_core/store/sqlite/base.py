@@ -13,8 +13,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
-from telemetry_core.identifiers import check_field, check_name
-from telemetry_core.store.base import ALL, StoreRefused, StoreUnavailable
+from telemetry_core.store.base import StoreRefused, StoreUnavailable
+from telemetry_core.store.base import sql_filters as base_sql_filters
 from telemetry_core.store.sqlite.schema import OPEN_TIMEOUT_S, open_connection
 
 if TYPE_CHECKING:
@@ -39,16 +39,8 @@ def to_frame(rows: list[tuple], schema: dict[str, str]) -> pl.DataFrame:
 
 
 def sql_filters(alias: str, *, allow_all: bool = False, **kw: str | None) -> tuple[str, list[str]]:
-    """SQL filter clauses; every value is checked as an identifier first (``*`` names the
-    site/portfolio rows of rollups, so rollup reads may ask for it)."""
-    clauses, params = [], []
-    for key, value in kw.items():
-        if value is not None:
-            if not (allow_all and value == ALL):
-                (check_field if key == "field" else check_name)(value, key)
-            clauses.append(f"{alias}.{key} = ?")  # key is a fixed column name, never user text
-            params.append(value)
-    return "".join(f" AND {c}" for c in clauses), params
+    """``base.sql_filters`` with this driver's placeholder (?)."""
+    return base_sql_filters(alias, mark="?", allow_all=allow_all, **kw)
 
 
 # Primary result codes (https://sqlite.org/rescode.html) that mean "cannot write now".

@@ -6,21 +6,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Mapping
 
-from telemetry_core.store.base import check_level, level_width
+from telemetry_core.store.base import retention_table
 from telemetry_core.store.sqlite.base import SqliteBase
-from telemetry_core.windows import WINDOW_15M_NS
 
 
 class SqliteRetention(SqliteBase):
-    @staticmethod
-    def _retention_table(level: str | None) -> tuple[str, str, int]:
-        """(table, time column, window width) of raw points (None) or a rollup level."""
-        if level is None:
-            return "raw", "time", WINDOW_15M_NS
-        return f"rollup_{check_level(level)}", "window_start", level_width(level)
-
     def retention_oldest(self, level: str | None, before_ns: int) -> int | None:
-        table, col, _ = self._retention_table(level)
+        table, col, _ = retention_table(level)
         with self._lock, self._translate():
             (oldest,) = self._conn.execute(
                 f"SELECT min({col}) FROM {table} WHERE {col} < ?", (int(before_ns),)
@@ -28,7 +20,7 @@ class SqliteRetention(SqliteBase):
         return None if oldest is None else int(oldest)
 
     def retention_counts(self, level: str | None, start_ns: int, end_ns: int) -> dict[int, int]:
-        table, col, width = self._retention_table(level)
+        table, col, width = retention_table(level)
         sql = (
             f"SELECT {col} - ({col} % ?) AS ws, count(*) FROM {table} "
             f"WHERE {col} >= ? AND {col} < ? GROUP BY ws"
@@ -41,7 +33,7 @@ class SqliteRetention(SqliteBase):
         """One short transaction per window (the daemon's writes wait milliseconds, not
         the whole run): the window's rows are counted again inside it and deleted only if
         the count is still the verified one."""
-        table, col, width = self._retention_table(level)
+        table, col, width = retention_table(level)
         where = f"FROM {table} WHERE {col} >= ? AND {col} < ?"
 
         def window_txn(bounds: tuple[int, int], count: int) -> Callable[[sqlite3.Connection], int]:

@@ -13,15 +13,13 @@ from telemetry_core.store.base import (
     ROLLUP_COLUMNS,
     ROLLUP_SCHEMA,
     check_level,
-    level_width,
+    rows_to_replace,
 )
 from telemetry_core.store.sqlite.base import SqliteBase, sql_filters, to_frame
 from telemetry_core.windows import windows_between
 
 if TYPE_CHECKING:
     import polars as pl
-
-MAX_WINDOWS_PER_REPLACE = 200_000  # ~5.7 years of 15-minute windows: a bigger range is a bug
 
 
 class SqliteRollups(SqliteBase):
@@ -34,21 +32,10 @@ class SqliteRollups(SqliteBase):
         *,
         site_id: str | None = None,
     ) -> int:
-        check_level(level)
-        width = level_width(level)
-        data = rows.select(ROLLUP_COLUMNS).rows() if rows.height else []
-        for row in data:
-            if not start_ns <= row[0] < end_ns:
-                raise ValueError(f"rollup row at {row[0]} lies outside the replaced range")
-            if site_id is not None and row[2] != site_id:
-                raise ValueError(f"rollup row of site {row[2]!r} in a run scoped to {site_id!r}")
+        width, frame = rows_to_replace(level, start_ns, end_ns, rows, site_id)
+        data = frame.rows()
         site_clause = " AND site_id = ?" if site_id is not None else ""
         params = [start_ns, end_ns] + ([site_id] if site_id is not None else [])
-        if (end_ns - start_ns) // width > MAX_WINDOWS_PER_REPLACE:
-            raise ValueError(
-                f"replacing {(end_ns - start_ns) // width} windows at once: split the range"
-                f" (at most {MAX_WINDOWS_PER_REPLACE})"
-            )
         now = time.time_ns()
         marks = [
             (level, ws, site_id or ALL, now) for ws in windows_between(start_ns, end_ns, width)
