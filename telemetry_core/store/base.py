@@ -132,6 +132,21 @@ def rows_to_replace(
     return width, data
 
 
+def late_keys(
+    counts: Mapping[tuple[int, str], int], cutoff_ns: int | None, rolled_up: set[tuple[int, str]]
+) -> list[tuple[int, str]]:
+    """The (window start, site) keys of a write that are late, sorted: the window ended at
+    or before ``cutoff_ns``, or it was already rolled up for its site or for all sites
+    (``rolled_up`` holds (window start, site or ``*``) of the level ``15m``)."""
+    return sorted(
+        key
+        for key in counts
+        if (cutoff_ns is not None and key[0] + WINDOW_15M_NS <= cutoff_ns)
+        or (key[0], ALL) in rolled_up
+        or key in rolled_up
+    )
+
+
 def check_level(level: str) -> str:
     if level not in ROLLUP_LEVELS:
         raise ValueError(f"unknown rollup level {level!r} (one of {', '.join(ROLLUP_LEVELS)})")

@@ -13,9 +13,8 @@ from typing import Any
 
 import psycopg
 
-from telemetry_core.store.base import ALL, LateWindow
+from telemetry_core.store.base import LateWindow, late_keys
 from telemetry_core.store.postgres.connection import PostgresBase
-from telemetry_core.windows import WINDOW_15M_NS
 
 _MARK_LATE = """
     INSERT INTO late_windows AS w
@@ -39,13 +38,7 @@ class PostgresLate(PostgresBase):
                 (starts,),
             ).fetchall()
         }
-        late = sorted(
-            wk
-            for wk in counts
-            if (cutoff is not None and wk[0] + WINDOW_15M_NS <= cutoff)
-            or (wk[0], ALL) in done
-            or wk in done
-        )
+        late = late_keys(counts, cutoff, done)
         if late:
             now = time.time_ns()
             conn.execute(

@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING
 
 from telemetry_core.identifiers import check_series_key
 from telemetry_core.store.base import (
-    ALL,
     KEY_COLUMNS,
     PARTIAL_SCHEMA,
     RAW_SCHEMA,
     LateWindow,
     Point,
     WriteResult,
+    late_keys,
 )
 from telemetry_core.store.sqlite.base import sql_filters, to_frame
 from telemetry_core.store.sqlite.recount import SqliteRecount
@@ -152,13 +152,7 @@ class SqliteStore(SqliteRollups, SqliteRetention, SqliteRecount):
                 starts,
             )
         }
-        late = [
-            wk
-            for wk in counts
-            if (cutoff is not None and wk[0] + WINDOW_15M_NS <= cutoff)
-            or (wk[0], ALL) in done
-            or wk in done
-        ]
+        late = late_keys(counts, cutoff, done)
         if late:
             now = time.time_ns()
             conn.executemany(
@@ -166,7 +160,7 @@ class SqliteStore(SqliteRollups, SqliteRetention, SqliteRecount):
                 "DO UPDATE SET points = points + excluded.points, last_marked_at = excluded.last_marked_at",
                 [(ws, site, counts[(ws, site)], now, now) for ws, site in late],
             )
-        return sorted(late)
+        return late
 
     def read_points(
         self,
