@@ -25,7 +25,7 @@ from telemetry_assets.jobs.alerts_db import open_alerts
 from telemetry_assets.names import ROLE_TAG
 from telemetry_assets.resources import TelemetryStore
 from telemetry_core.alerts import deliver_due, next_due, resolve_secrets
-from telemetry_core.alerts.mutes import release_ended
+from telemetry_core.alerts.lifecycle import release_ended
 from telemetry_core.config import ConfigError
 from telemetry_core.timeutil import format_rfc3339
 

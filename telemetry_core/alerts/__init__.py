@@ -17,7 +17,7 @@ Public API (everything else is internal):
 * CLI / API: ``list_alerts(db, state=, since_ns=) -> list[dict]``
 * silences, maintenance, inhibition (``mutes``): ``add_silence``, ``list_silences``,
   ``expire_silence``; alert_sensor/alert_job: ``has_released(db, settings, now_ns)``,
-  ``release_ended(db, settings, now_ns)``
+  and ``lifecycle.release_ended(db, settings, now_ns)``
 """
 
 from __future__ import annotations

@@ -15,13 +15,20 @@ Everything here runs inside the caller's write transaction.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
-from telemetry_core.alerts.db import Connection
-from telemetry_core.alerts.mutes import LABEL_COLUMNS, labels_of, mute_reason
+from telemetry_core.alerts.db import AlertsDB, Connection, bump_epoch
+from telemetry_core.alerts.mutes import (
+    LABEL_COLUMNS,
+    firing_alerts,
+    labels_of,
+    mute_reason,
+    muted_firing,
+)
 from telemetry_core.alerts.rules import AlertSettings
 from telemetry_core.timeutil import NS, format_rfc3339
 
@@ -218,3 +225,30 @@ def event(
             for channel in settings.channels_for(data["severity"])
         ],
     )
+
+
+def release_ended(db: AlertsDB, settings: AlertSettings, now_ns: int | None = None) -> int:
+    """Create the ``alert.firing`` of every still-firing alert whose mute has ended, once
+    (its ``alert_mutes`` row goes in the same transaction); returns how many."""
+    now = time.time_ns() if now_ns is None else now_ns
+    with db.write() as conn:
+        muted = muted_firing(conn)
+        firing = firing_alerts(conn) if muted and settings.inhibit else []
+        released = [
+            row[0]
+            for row in muted
+            if mute_reason(conn, settings, labels_of(row[1:]), now, row[0], firing) is None
+        ]
+        if not released:
+            return 0
+        epoch = bump_epoch(conn)
+        for alert_id in released:
+            event(conn, settings, alert_id, "firing", now, None)
+            conn.execute("UPDATE alerts SET suppressed = 0 WHERE alert_id = ?", (alert_id,))
+            conn.execute("DELETE FROM alert_mutes WHERE alert_id = ?", (alert_id,))
+            # the cooldown counts from this notification; the epoch tells every daemon's cache
+            conn.execute(
+                "UPDATE alert_state SET last_notified_at = ?, epoch = ? WHERE alert_id = ?",
+                (now, epoch, alert_id),
+            )
+    return len(released)

@@ -9,7 +9,7 @@ a batch that changes no alert state never reaches this module.
 
 The firing alerts whose ``alert.firing`` was muted are kept in ``alert_mutes``. When the
 mute ends and the alert still fires (a silence ran out or was expired early, a maintenance
-window closed, the inhibiting alert resolved), ``release_ended`` creates its
+window closed, the inhibiting alert resolved), ``lifecycle.release_ended`` creates its
 ``alert.firing`` once; ``alert_sensor`` notices (``has_released``) and starts ``alert_job``,
 which releases and delivers. A resolve whose firing nobody heard is suppressed with the
 reason of the mute that hid the firing (Alertmanager's users ask for exactly this pair).
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from telemetry_core.alerts.channels import AlertSettings
-from telemetry_core.alerts.db import AlertsDB, Connection, bump_epoch
+from telemetry_core.alerts.db import AlertsDB, Connection
 from telemetry_core.alerts.matchers import Labels, matches
 from telemetry_core.errors import ConfigError
 from telemetry_core.timeutil import format_rfc3339
@@ -211,7 +211,7 @@ def mute_reason(
             return f"maintenance {window.name}"
     rules = [r for r in settings.inhibit if matches(r.target, labels)]
     if rules:
-        sources = _firing(conn) if firing is None else firing
+        sources = firing_alerts(conn) if firing is None else firing
         for rule in rules:
             for row in sources:
                 if row[0] != alert_id and rule.inhibits(labels_of(row[1:]), labels):
@@ -219,14 +219,14 @@ def mute_reason(
     return None
 
 
-def _firing(conn: Connection) -> list[Any]:
+def firing_alerts(conn: Connection) -> list[Any]:
     return conn.execute(
         f"SELECT alert_id, {LABEL_COLUMNS} FROM alerts WHERE state = 'firing' "
         "ORDER BY started_at, alert_id"
     ).fetchall()
 
 
-def _muted_firing(conn: Connection) -> list[Any]:
+def muted_firing(conn: Connection) -> list[Any]:
     return conn.execute(
         f"SELECT a.alert_id, a.{LABEL_COLUMNS.replace(', ', ', a.')} FROM alert_mutes m "
         "JOIN alerts a ON a.alert_id = m.alert_id WHERE a.state = 'firing' "
@@ -240,38 +240,9 @@ def has_released(db: AlertsDB, settings: AlertSettings, now_ns: int | None = Non
         return False
     now = time.time_ns() if now_ns is None else now_ns
     with db.read() as conn:
-        muted = _muted_firing(conn)
-        firing = _firing(conn) if muted and settings.inhibit else []
+        muted = muted_firing(conn)
+        firing = firing_alerts(conn) if muted and settings.inhibit else []
         for row in muted:
             if mute_reason(conn, settings, labels_of(row[1:]), now, row[0], firing) is None:
                 return True
     return False
-
-
-def release_ended(db: AlertsDB, settings: AlertSettings, now_ns: int | None = None) -> int:
-    """Create the ``alert.firing`` of every still-firing alert whose mute has ended, once
-    (its ``alert_mutes`` row goes in the same transaction); returns how many."""
-    from telemetry_core.alerts import lifecycle  # lifecycle imports this module
-
-    now = time.time_ns() if now_ns is None else now_ns
-    with db.write() as conn:
-        muted = _muted_firing(conn)
-        firing = _firing(conn) if muted and settings.inhibit else []
-        released = [
-            row[0]
-            for row in muted
-            if mute_reason(conn, settings, labels_of(row[1:]), now, row[0], firing) is None
-        ]
-        if not released:
-            return 0
-        epoch = bump_epoch(conn)
-        for alert_id in released:
-            lifecycle.event(conn, settings, alert_id, "firing", now, None)
-            conn.execute("UPDATE alerts SET suppressed = 0 WHERE alert_id = ?", (alert_id,))
-            conn.execute("DELETE FROM alert_mutes WHERE alert_id = ?", (alert_id,))
-            # the cooldown counts from this notification; the epoch tells every daemon's cache
-            conn.execute(
-                "UPDATE alert_state SET last_notified_at = ?, epoch = ? WHERE alert_id = ?",
-                (now, epoch, alert_id),
-            )
-    return len(released)

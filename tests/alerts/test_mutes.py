@@ -11,6 +11,7 @@ import pytest
 from telemetry_core.alerts import lifecycle
 from telemetry_core.alerts.anomalies import evaluate_window
 from telemetry_core.alerts.engine import ThresholdEngine
+from telemetry_core.alerts.lifecycle import release_ended
 from telemetry_core.alerts.listing import list_alerts
 from telemetry_core.alerts.matchers import matches, parse_duration, parse_match_args
 from telemetry_core.alerts.mutes import (
@@ -18,7 +19,6 @@ from telemetry_core.alerts.mutes import (
     expire_silence,
     has_released,
     list_silences,
-    release_ended,
 )
 from telemetry_core.alerts.recording import record_anomalies
 from telemetry_core.config import ConfigError, parse_config

@@ -188,7 +188,7 @@ class InfluxStore(LateMixin, RollupMixin):
         self._http.close()
 
     def __repr__(self) -> str:
-        from telemetry_core.store import redact_url
+        from telemetry_core.store.urls import redact_url
 
         return f"InfluxStore({redact_url(self.url)!r})"
 
