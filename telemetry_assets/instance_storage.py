@@ -70,7 +70,7 @@ class PooledPostgresStorage(DagsterPostgresStorage):
             storage._engine = pooled_engine(postgres_url, token_provider)
 
     @classmethod
-    def from_config_value(  # type: ignore[override]
+    def from_config_value(
         cls, inst_data: ConfigurableClassData | None, config_value: Any
     ) -> PooledPostgresStorage:
         return cls(
